@@ -1,0 +1,58 @@
+# Entry points: make install | test | lint | bench | train | install-gpu | clean
+# STACK=pinned (default: Python 3.11, NumPy 1.26) or STACK=modern (Python 3.12, NumPy 2).
+
+STACK ?= pinned
+ifeq ($(STACK),modern)
+PYTHON ?= python3.12
+VENV ?= .venv-modern
+REQS := requirements-modern.txt
+else ifeq ($(STACK),pinned)
+PYTHON ?= python3.11
+VENV ?= .venv
+REQS := requirements.txt
+else
+$(error STACK must be 'pinned' or 'modern', not '$(STACK)')
+endif
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(STACK)
+PYTEST_ARGS ?=
+
+.PHONY: install install-gpu test test-all lint format bench train clean
+
+install: $(STAMP)
+
+# chainer 7.8.1 ships only an sdist whose setup.py imports pkg_resources (gone in
+# setuptools 82+): put setuptools<82 in the venv and build chainer against it.
+$(STAMP): $(REQS) requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check 'setuptools<82' wheel
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -r $(REQS)
+	touch $@
+
+install-gpu: install
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-gpu.txt
+	$(PY) -m cupyx.tools.install_library --cuda 12.x --library cudnn
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+test-all: install
+	$(PY) -m pytest -q --run-slow $(PYTEST_ARGS) tests
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: install
+	$(PY) -m trainer.benchmark
+
+train: install
+	$(PY) main.py -e 300 -b 64 -g 0 -lr 0.1
+
+clean:
+	rm -rf .venv .venv-modern .pytest_cache .ruff_cache

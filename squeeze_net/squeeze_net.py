@@ -1,0 +1,69 @@
+"""SqueezeNet v1.0 with simple bypass (Iandola et al. 2016, arXiv 1602.07360)."""
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+from chainer import initializers
+
+from squeeze_net.fire import BNReLUConv, Fire, he_normal
+
+# The paper's Table 1 for v1.0: (name, squeeze, expand1x1, expand3x3, simple bypass).
+# A max pooling (3x3, stride 2, pad 1) follows conv1, fire4 and fire8.
+FIRES = (
+    ('fire2', 16, 64, 64, False),
+    ('fire3', 16, 64, 64, True),
+    ('fire4', 32, 128, 128, False),
+    ('fire5', 32, 128, 128, True),
+    ('fire6', 48, 192, 192, False),
+    ('fire7', 48, 192, 192, True),
+    ('fire8', 64, 256, 256, False),
+    ('fire9', 64, 256, 256, True),
+)
+POOL_AFTER = ('conv1', 'fire4', 'fire8')
+
+
+def max_pool(x: chainer.Variable) -> chainer.Variable:
+    """3x3 max pooling, stride 2, pad 1, Chainer's default cover_all (PyTorch's ceil_mode)."""
+    return F.max_pooling_2d(x, 3, stride=2, pad=1)
+
+
+class SqueezeNet(chainer.Chain):
+    """SqueezeNet v1.0 with simple bypass, fire convolutions in BN-ReLU-Conv order.
+
+    conv1 (7x7/2, 96, pad 2, plain conv with bias) and max pooling, fire2..fire9 with
+    bypasses around fire3, 5, 7 and 9 and pooling after fire4 and fire8, dropout 0.5,
+    then conv10 (BN-ReLU-Conv 1x1 to ``n_classes``) and global average pooling.
+    Inputs of 32x32 pixels and up work; the output is logits of shape (N, n_classes).
+
+    Args:
+        n_classes: number of classes (10 for CIFAR-10, 100 for CIFAR-100).
+        dropout: dropout ratio before conv10, active only when ``chainer.config.train``.
+    """
+
+    def __init__(self, n_classes: int = 10, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        self.dropout = dropout
+        with self.init_scope():
+            self.conv1 = L.Convolution2D(
+                3, 96, 7, stride=2, pad=2, initialW=he_normal(), initial_bias=initializers.Zero()
+            )
+            channels = 96
+            for name, squeeze, expand1, expand3, _ in FIRES:
+                setattr(self, name, Fire(channels, squeeze, expand1, expand3))
+                channels = expand1 + expand3
+            self.conv10 = BNReLUConv(channels, n_classes, 1)
+
+    def forward(self, x: chainer.Variable) -> chainer.Variable:
+        h = max_pool(self.conv1(x))
+        for name, _, _, _, bypass in FIRES:
+            out = self[name](h)
+            h = out + h if bypass else out
+            if name in POOL_AFTER:
+                h = max_pool(h)
+        h = F.dropout(h, self.dropout)
+        return F.mean(self.conv10(h), axis=(2, 3))
+
+    def count_params(self) -> int:
+        """Number of trainable scalars (BatchNormalization running statistics excluded)."""
+        return sum(p.size for p in self.params())
