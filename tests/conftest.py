@@ -26,3 +26,69 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+PALETTE = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [0, 0, 128],
+    ],
+    dtype=np.float32,
+)
+
+
+def cifar_batch(n, n_classes=10, seed=0, learnable=False):
+    """``n`` CIFAR-format images and labels: random noise, or class-coloured (learnable)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % n_classes
+    rng.shuffle(labels)
+    if learnable:
+        colours = PALETTE[labels % len(PALETTE)][:, :, None, None]
+        images = colours + rng.normal(0, 40, size=(n, 3, 32, 32))
+    else:
+        images = rng.uniform(0, 256, size=(n, 3, 32, 32))
+    data = np.clip(images, 0, 255).astype(np.uint8).reshape(n, 3072)
+    return data, [int(label) for label in labels]
+
+
+def write_cifar10(root, n_train=100, n_test=40, learnable=False, archive=True, seed=0):
+    """Write a CIFAR-10 set in the official layout under ``root``; return its path."""
+    import pickle
+    import tarfile
+
+    folder = root / 'cifar-10-batches-py'
+    folder.mkdir(parents=True)
+    per_batch = n_train // 5
+    for i in range(5):
+        data, labels = cifar_batch(per_batch, seed=seed + i, learnable=learnable)
+        batch = {b'data': data, b'labels': labels, b'batch_label': b'training batch'}
+        (folder / f'data_batch_{i + 1}').write_bytes(pickle.dumps(batch, protocol=2))
+    data, labels = cifar_batch(n_test, seed=seed + 99, learnable=learnable)
+    (folder / 'test_batch').write_bytes(
+        pickle.dumps({b'data': data, b'labels': labels}, protocol=2)
+    )
+    names = [
+        name.encode()
+        for name in ('airplane automobile bird cat deer dog frog horse ship truck').split()
+    ]
+    (folder / 'batches.meta').write_bytes(pickle.dumps({b'label_names': names}, protocol=2))
+    if not archive:
+        return folder.parent
+    path = root / 'cifar-10-python.tar.gz'
+    with tarfile.open(path, 'w:gz') as tar:
+        tar.add(folder, arcname='cifar-10-batches-py')
+    return path
+
+
+@pytest.fixture
+def cifar10_archive(tmp_path):
+    """A tiny CIFAR-10 archive (100 train / 40 test images of noise)."""
+    return write_cifar10(tmp_path / 'data')

@@ -1,0 +1,81 @@
+"""Test-set evaluation with exact totals, per-class accuracy and a confusion matrix."""
+
+import time
+
+import chainer
+import chainer.functions as F
+import numpy as np
+from chainer.training import extensions
+
+import trainer.compat  # noqa: F401
+
+
+class ClassificationEvaluator(extensions.Evaluator):
+    """Chainer's Evaluator, counting instead of averaging per-batch means.
+
+    Reports ``validation/main/loss`` and ``validation/main/accuracy`` over the whole test
+    set (the last, smaller batch weighted by its size), one
+    ``validation/main/accuracy/<class>`` per class, and ``validation/images_per_sec``.
+    The confusion matrix of the last evaluation, rows true class and columns prediction,
+    is kept in ``confusion``.
+
+    Args:
+        iterator: test iterator (not repeating).
+        predictor: the link that maps images to logits.
+        label_names: class names, in label order.
+        divide: split each batch into this many forward passes, to save memory.
+        device: where the batches go.
+        progress_bar: show a progress bar while evaluating.
+    """
+
+    def __init__(
+        self,
+        iterator,
+        predictor: chainer.Link,
+        label_names: list[str],
+        divide: int = 1,
+        device=None,
+        progress_bar: bool = False,
+    ) -> None:
+        super().__init__(
+            iterator,
+            predictor,
+            device=device,
+            eval_func=self._forward,
+            progress_bar=progress_bar,
+        )
+        self.label_names = list(label_names)
+        self.divide = divide
+        self.confusion = np.zeros((len(label_names),) * 2, dtype=np.int64)
+        self._loss_sum = 0.0
+
+    def _forward(self, x, t) -> None:
+        predictor = self.get_target('main')
+        size = -(-len(x) // self.divide)
+        n = len(self.label_names)
+        for start in range(0, len(x), size):
+            xs, ts = x[start : start + size], t[start : start + size]
+            y = predictor(xs)
+            self._loss_sum += float(F.softmax_cross_entropy(y, ts, reduce='no').array.sum())
+            pairs = ts * n + y.array.argmax(axis=1)
+            counts = chainer.backend.get_array_module(pairs).bincount(pairs, minlength=n * n)
+            self.confusion += chainer.backend.CpuDevice().send(counts).reshape(n, n)
+
+    def evaluate(self) -> dict:
+        self.confusion = np.zeros_like(self.confusion)
+        self._loss_sum = 0.0
+        start = time.perf_counter()
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
+            super().evaluate()
+        seconds = time.perf_counter() - start
+        total = int(self.confusion.sum())
+        correct = np.diag(self.confusion)
+        per_class = correct / np.maximum(self.confusion.sum(axis=1), 1)
+        result = {
+            'validation/main/loss': self._loss_sum / total,
+            'validation/main/accuracy': correct.sum() / total,
+            'validation/images_per_sec': total / seconds,
+        }
+        for name, accuracy in zip(self.label_names, per_class, strict=True):
+            result[f'validation/main/accuracy/{name}'] = float(accuracy)
+        return result

@@ -1,0 +1,189 @@
+"""Assembles a chainer.training.Trainer from the pieces and runs it.
+
+The epoch loop is Chainer's: ``AccumulatingUpdater`` does one SGD step per batch, the
+extensions below do everything else, in this order at each epoch's end: the non-finite
+guard, evaluation, the log, the plots, then the snapshots. The lr schedule is an
+optimizer hook, like weight decay.
+"""
+
+import argparse
+import json
+import logging
+import random
+import shutil
+from pathlib import Path
+
+import chainer
+import chainer.links as L
+import numpy as np
+from chainer import iterators
+from chainer.datasets import TransformDataset, TupleDataset
+from chainer.serializers import npz
+from chainer.training import extensions
+
+import trainer.compat  # noqa: F401
+from trainer.datasets import Cifar, load_cifar
+from trainer.evaluator import ClassificationEvaluator
+from trainer.extensions import NonFiniteGuard, PlotLog, WriteLog, log_extras
+from trainer.schedules import StepSchedule, resolve_milestones
+from trainer.transforms import make_transforms
+from trainer.updaters import AccumulatingUpdater
+
+logger = logging.getLogger(__name__)
+
+# The recipe (DenseNet style): MomentumSGD, lr / 10 after 50 % and 75 % of the epochs.
+MOMENTUM = 0.9
+WEIGHT_DECAY = 1e-4
+MILESTONES = (0.5, 0.75)
+SNAPSHOT = 'snapshot_epoch_{.updater.epoch}'
+PRINTED = [
+    'epoch',
+    'main/loss',
+    'validation/main/loss',
+    'main/accuracy',
+    'validation/main/accuracy',
+    'lr',
+    'train/images_per_sec',
+    'elapsed_time',
+]
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot be used; the message says what to do instead."""
+
+
+def get_device(gpu: int) -> chainer.backend.Device:
+    """The Chainer device for ``-g``: NumPy for -1, else CuPy on that GPU (checked)."""
+    if gpu < 0:
+        return chainer.get_device('@numpy')
+    from chainer.backends import cuda
+
+    if not cuda.available:
+        raise DeviceError(
+            f'-g {gpu}: CuPy is not installed or finds no CUDA GPU; run `make install-gpu` '
+            'on a machine with an NVIDIA GPU, or use -g -1 for the CPU'
+        )
+    count = cuda.cupy.cuda.runtime.getDeviceCount()
+    if gpu >= count:
+        raise DeviceError(f'-g {gpu}: no such GPU, this machine has {count} (ids 0..{count - 1})')
+    return chainer.get_device(f'@cupy:{gpu}')
+
+
+def make_iterators(data: Cifar, options: argparse.Namespace) -> tuple:
+    """Train (shuffled, repeating) and test iterators over the transformed splits."""
+    train_transform, test_transform = make_transforms(options.preset, options.seed)
+    train = TransformDataset(TupleDataset(data.train.images, data.train.labels), train_transform)
+    test = TransformDataset(TupleDataset(data.test.images, data.test.labels), test_transform)
+    if options.workers == 0:
+        return (
+            iterators.SerialIterator(train, options.batch),
+            iterators.SerialIterator(test, options.batch, repeat=False, shuffle=False),
+        )
+    workers = options.workers
+    return (
+        iterators.MultiprocessIterator(train, options.batch, n_processes=workers),
+        iterators.MultiprocessIterator(
+            test, options.batch, repeat=False, shuffle=False, n_processes=workers
+        ),
+    )
+
+
+def build_trainer(
+    model: chainer.Link, options: argparse.Namespace, data: Cifar
+) -> chainer.training.Trainer:
+    """A Trainer for ``model`` (images -> logits) with the recipe's optimizer and extensions."""
+    device = get_device(options.gpu)
+    device.use()
+    classifier = L.Classifier(model)
+    classifier.to_device(device)
+    optimizer = chainer.optimizers.MomentumSGD(lr=options.lr, momentum=MOMENTUM)
+    optimizer.setup(classifier)
+    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(WEIGHT_DECAY))
+    optimizer.add_hook(StepSchedule(options.lr, resolve_milestones(MILESTONES, options.epoch)))
+    if options.load_model:
+        chainer.serializers.load_npz(options.load_model, model)
+    if options.load_optimizer:
+        chainer.serializers.load_npz(options.load_optimizer, optimizer)
+
+    train_iter, test_iter = make_iterators(data, options)
+    updater = AccumulatingUpdater(
+        train_iter, optimizer, divide=options.train_batch_divide, device=device
+    )
+    out = Path(options.save_path)
+    trainer = chainer.training.Trainer(updater, (options.epoch, 'epoch'), out=str(out))
+
+    evaluator = ClassificationEvaluator(
+        test_iter,
+        model,
+        data.label_names,
+        divide=options.test_batch_divide,
+        device=device,
+        progress_bar=options.progress,
+    )
+    log = extensions.LogReport(
+        filename=None,
+        log_name=None,
+        postprocess=log_extras(optimizer, options.batch, lambda: evaluator.confusion),
+    )
+    trainer.extend(NonFiniteGuard())
+    trainer.extend(evaluator)
+    trainer.extend(log)
+    trainer.extend(WriteLog(out / 'log.json'))
+    trainer.extend(PlotLog(options.img_dir))
+    trainer.extend(extensions.snapshot(filename=SNAPSHOT, n_retains=options.keep, autoload=True))
+    trainer.extend(extensions.snapshot_object(model, 'model.npz'))
+    trainer.extend(extensions.snapshot_object(optimizer, 'optimizer.npz'))
+    trainer.extend(extensions.PrintReport(PRINTED))
+    if options.progress:
+        trainer.extend(extensions.ProgressBar(update_interval=10))
+
+    if latest_snapshot(out) is None and options.start_epoch > 1:
+        _start_at(updater, options.start_epoch - 1)
+        if options.load_log:
+            entries = json.loads(Path(options.load_log).read_text())
+            log.log.extend(e for e in entries if e.get('epoch', 0) < options.start_epoch)
+    return trainer
+
+
+def train(model: chainer.Link, options: argparse.Namespace, data: Cifar | None = None) -> list:
+    """Train ``model`` as ``options`` say (see trainer.cli) and return the log entries.
+
+    Resumes from the newest snapshot in ``options.save_path`` when there is one.
+    """
+    if options.seed is not None:
+        random.seed(options.seed)
+        np.random.seed(options.seed)
+    if data is None:
+        data = load_cifar(options.dataset, options.data)
+    out = Path(options.save_path)
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
+    latest = latest_snapshot(out)
+    if latest is not None:
+        logger.info('resuming from %s', out / latest)
+    trainer = build_trainer(model, options, data)
+    trainer.run()
+    return trainer.get_extension('LogReport').log
+
+
+def latest_snapshot(out: Path) -> str | None:
+    """Name of the newest snapshot in ``out``, or None."""
+    return extensions._snapshot._find_latest_snapshot(SNAPSHOT, str(out))
+
+
+def _start_at(updater: AccumulatingUpdater, epoch: int) -> None:
+    """Position updater, iterator and optimizer after ``epoch`` finished epochs (for -s)."""
+    iterator = updater.get_iterator('main')
+    state = npz.serialize(iterator)
+    state.update(epoch=epoch, is_new_epoch=False, current_position=0, previous_epoch_detail=epoch)
+    npz.NpzDeserializer({k: np.asarray(v) for k, v in state.items()}).load(iterator)
+    updater.iteration = round(epoch * len(iterator.dataset) / iterator.batch_size)
+    updater.get_optimizer('main').epoch = epoch
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Remove temporary folders that a run killed while writing left behind."""
+    prefixes = ('tmpsnapshot_epoch_', 'tmpmodel.npz', 'tmpoptimizer.npz')
+    for path in out.iterdir():
+        if path.is_dir() and path.name.startswith(prefixes):
+            shutil.rmtree(path, ignore_errors=True)

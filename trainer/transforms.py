@@ -1,0 +1,128 @@
+"""Train / test preprocessing as plain callables on ``(uint8 CHW image, label)`` pairs.
+
+They return ``(float32 CHW, label)`` and run per image, in the iterator's worker
+processes. Chainer's MultiprocessIterator does not reseed its workers, so each random
+transform draws from its own generator, created once per process: with a seed the
+results are reproducible within a process and still differ between workers.
+"""
+
+import os
+
+import numpy as np
+from PIL import Image
+
+# Per-image normalization: x' = (x - mean(x)) / sqrt(var(x) + NORM_EPS), on the 0-255 scale.
+NORM_EPS = 10.0
+PRESETS = ('122', '32')
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Per-image standardization over all pixels and channels (0-255 scale), as float32."""
+    x = x.astype(np.float32)
+    return (x - x.mean()) / np.sqrt(x.var() + NORM_EPS)
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of a uint8 CHW image to ``size`` x ``size``."""
+    pil = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)))
+    return np.asarray(pil.resize((size, size), Image.BILINEAR)).transpose(2, 0, 1)
+
+
+class _Random:
+    """Base for random transforms: one generator per process, seeded from ``seed``."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+        self._owner = os.getpid()
+        self._pid = None
+        self._rng = None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        pid = os.getpid()
+        if self._pid != pid:
+            key = None if self.seed is None else [self.seed, pid - self._owner]
+            self._pid, self._rng = pid, np.random.default_rng(key)
+        return self._rng
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, '_rng': None, '_pid': None}
+
+
+class ResizeCropFlip(_Random):
+    """Train: resize to s x s (s uniform in ``sizes``, bilinear), random crop, normalize, flip.
+
+    Args:
+        sizes: inclusive range of the resize side (124..132 in the recipe).
+        crop: side of the random crop (122).
+        seed: seed of the generator; None draws one from the OS.
+    """
+
+    def __init__(
+        self, sizes: tuple[int, int] = (124, 132), crop: int = 122, seed: int | None = None
+    ) -> None:
+        super().__init__(seed)
+        if not crop <= sizes[0] <= sizes[1]:
+            raise ValueError(f'need crop <= sizes[0] <= sizes[1], got {crop}, {sizes}')
+        self.sizes = sizes
+        self.crop = crop
+
+    def __call__(self, example: tuple) -> tuple:
+        image, label = example
+        rng = self.rng
+        size = int(rng.integers(self.sizes[0], self.sizes[1] + 1))
+        top, left = rng.integers(0, size - self.crop + 1, size=2)
+        x = resize(image, size)[:, top : top + self.crop, left : left + self.crop]
+        x = normalize(x)
+        if rng.random() < 0.5:
+            x = x[:, :, ::-1]
+        return np.ascontiguousarray(x), label
+
+
+class PadCropFlip(_Random):
+    """Train at native size: zero-pad, random crop back to the input size, normalize, flip.
+
+    Args:
+        pad: pixels of zero padding on each side (4).
+        seed: seed of the generator; None draws one from the OS.
+    """
+
+    def __init__(self, pad: int = 4, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self.pad = pad
+
+    def __call__(self, example: tuple) -> tuple:
+        image, label = example
+        rng = self.rng
+        _, h, w = image.shape
+        padded = np.pad(image, ((0, 0), (self.pad, self.pad), (self.pad, self.pad)))
+        top, left = rng.integers(0, 2 * self.pad + 1, size=2)
+        x = normalize(padded[:, top : top + h, left : left + w])
+        if rng.random() < 0.5:
+            x = x[:, :, ::-1]
+        return np.ascontiguousarray(x), label
+
+
+class ResizeNormalize:
+    """Test: bilinear resize to ``size`` x ``size`` (None keeps the input size), normalize."""
+
+    def __init__(self, size: int | None = 128) -> None:
+        self.size = size
+
+    def __call__(self, example: tuple) -> tuple:
+        image, label = example
+        x = image if self.size is None else resize(image, self.size)
+        return normalize(x), label
+
+
+def make_transforms(preset: str = '122', seed: int | None = None) -> tuple:
+    """The (train, test) transforms of a preset.
+
+    '122' is the reference recipe: train on 122x122 crops of 124..132 resizes, test at 128.
+    '32' trains on pad-4 crops at the native 32x32 and tests at 32x32, for quick CPU runs.
+    """
+    if preset == '122':
+        return ResizeCropFlip((124, 132), 122, seed), ResizeNormalize(128)
+    if preset == '32':
+        return PadCropFlip(4, seed), ResizeNormalize(None)
+    raise ValueError(f'unknown preset {preset!r}: choose one of {", ".join(PRESETS)}')

@@ -1,0 +1,56 @@
+"""The training step: StandardUpdater plus gradient accumulation and step timing."""
+
+import time
+
+import chainer
+from chainer import reporter
+from chainer.training import updaters
+
+import trainer.compat  # noqa: F401
+
+
+class AccumulatingUpdater(updaters.StandardUpdater):
+    """Splits each batch into ``divide`` sub-batches and accumulates their gradients.
+
+    The loss of each sub-batch is scaled by ``1 / divide``, so one update equals the
+    full-batch update for nets without batch statistics (BatchNormalization sees the
+    sub-batch): a way to train the recipe's batch on a small GPU. The reported values
+    are averaged over the sub-batches. It also reports ``main/step_time``, the seconds
+    of one update including the wait for data, from which the images/s figure comes.
+
+    Args:
+        iterator: the training iterator.
+        optimizer: the optimizer, set up on a link whose call returns the loss.
+        divide: number of sub-batches (1: a plain StandardUpdater step).
+        device: where the batches go.
+    """
+
+    def __init__(self, iterator, optimizer, divide: int = 1, device=None) -> None:
+        super().__init__(iterator, optimizer, device=device)
+        self.divide = divide
+
+    def update_core(self) -> None:
+        start_time = time.perf_counter()
+        batch = self._iterators['main'].next()
+        optimizer = self._optimizers['main']
+        model = optimizer.target
+        if len(batch) % self.divide:
+            raise ValueError(f'batch of {len(batch)} does not split into {self.divide} parts')
+        size = len(batch) // self.divide
+        model.cleargrads()
+        totals = {}
+        for start in range(0, len(batch), size):
+            x, t = self.converter(batch[start : start + size], self.device)
+            observation = {}
+            with reporter.report_scope(observation):
+                loss = model(x, t)
+            (loss / self.divide).backward()
+            for key, value in observation.items():
+                value = value.array if isinstance(value, chainer.Variable) else value
+                totals[key] = totals.get(key, 0) + value
+            del loss
+        reporter.report({key: value / self.divide for key, value in totals.items()})
+        optimizer.update()
+        if self.auto_new_epoch and self._iterators['main'].is_new_epoch:
+            optimizer.new_epoch(auto=True)
+        reporter.report({'main/step_time': time.perf_counter() - start_time})
