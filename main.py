@@ -10,6 +10,7 @@ from squeeze_net import SqueezeNet
 def main(argv: list[str] | None = None) -> int:
     args = trainer.parse_args(argv, trainer.build_parser(__doc__))
     logging.basicConfig(level=logging.INFO, format='%(message)s')
+    trainer.set_seed(args.seed)
     try:
         trainer.train(SqueezeNet(trainer.N_CLASSES[args.dataset]), args)
     except (trainer.DataError, trainer.DeviceError, trainer.NonFiniteLossError) as error:

@@ -10,7 +10,7 @@ from trainer.cli import build_parser, parse_args
 from trainer.datasets import N_CLASSES, Cifar, DataError, Split, load_cifar
 from trainer.evaluator import ClassificationEvaluator
 from trainer.extensions import NonFiniteGuard, NonFiniteLossError, PlotLog, WriteLog
-from trainer.run import DeviceError, build_trainer, get_device, train
+from trainer.run import DeviceError, build_trainer, get_device, set_seed, train
 from trainer.schedules import StepSchedule, resolve_milestones, step_lr
 from trainer.transforms import (
     PadCropFlip,
@@ -45,6 +45,7 @@ __all__ = [
     'normalize',
     'parse_args',
     'resolve_milestones',
+    'set_seed',
     'step_lr',
     'train',
 ]

@@ -122,7 +122,8 @@ def _archive_reader(path: Path, folder: str):
         archive = tarfile.open(path, 'r:*')
         names = {m.name: m for m in archive.getmembers() if m.isfile()}
     except (tarfile.TarError, EOFError, OSError, ValueError) as error:
-        raise DataError(f'{path}: not a readable CIFAR archive ({error})') from None
+        reason = str(error).splitlines()[0].rstrip(':')
+        raise DataError(f'{path}: not a readable CIFAR archive ({reason})') from None
 
     def read(member: str) -> dict:
         info = names.get(f'{folder}/{member}')

@@ -1,5 +1,5 @@
 """Only what Chainer's own extensions lack: a compact log file, loss/accuracy plots with
-labeled axes, a non-finite loss guard, and the extra figures of each log entry."""
+labeled axes, a non-finite loss guard, a start at epoch N, and extra log figures."""
 
 import json
 import os
@@ -8,6 +8,8 @@ from functools import partial
 from pathlib import Path
 
 import chainer
+import numpy as np
+from chainer.serializers import npz
 from chainer.training import extension
 
 import trainer.compat  # noqa: F401
@@ -146,6 +148,45 @@ class NonFiniteGuard(extension.Extension):
                     f'(iteration {updater.iteration}); try a lower --lr. The last snapshot '
                     'was kept.'
                 )
+
+
+class StartAt(extension.Extension):
+    """Starts training as if ``epoch`` epochs were done (``-s``), e.g. after loading weights.
+
+    Sets the iterator, updater, optimizer and every trigger through one serialize / edit /
+    deserialize round trip of the trainer, so the lr schedule, the log's epoch numbers and
+    the stop condition all continue from there.
+
+    Args:
+        epoch: finished epochs.
+    """
+
+    trigger = (1, 'epoch')
+    priority = extension.PRIORITY_WRITER + 2  # initialize before everything else
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def initialize(self, trainer: chainer.training.Trainer) -> None:
+        iterator = trainer.updater.get_iterator('main')
+        iteration = round(self.epoch * len(iterator.dataset) / iterator.batch_size)
+        values = {
+            'epoch': self.epoch,
+            'previous_epoch_detail': float(self.epoch),
+            'current_position': 0,
+            'is_new_epoch': False,
+            'iteration': iteration,
+            'previous_iteration': iteration,
+        }
+        state = npz.serialize(trainer)
+        for key in state:
+            leaf = key.rsplit('/', 1)[-1]
+            if leaf in values:
+                state[key] = np.asarray(values[leaf])
+        npz.NpzDeserializer(state).load(trainer)
+
+    def __call__(self, trainer: chainer.training.Trainer) -> None:
+        pass  # all its work is in initialize
 
 
 def log_extras(optimizer: chainer.Optimizer, batch_size: int, confusion_of: Callable):

@@ -18,13 +18,12 @@ import chainer.links as L
 import numpy as np
 from chainer import iterators
 from chainer.datasets import TransformDataset, TupleDataset
-from chainer.serializers import npz
 from chainer.training import extensions
 
 import trainer.compat  # noqa: F401
 from trainer.datasets import Cifar, load_cifar
 from trainer.evaluator import ClassificationEvaluator
-from trainer.extensions import NonFiniteGuard, PlotLog, WriteLog, log_extras
+from trainer.extensions import NonFiniteGuard, PlotLog, StartAt, WriteLog, log_extras
 from trainer.schedules import StepSchedule, resolve_milestones
 from trainer.transforms import make_transforms
 from trainer.updaters import AccumulatingUpdater
@@ -138,7 +137,7 @@ def build_trainer(
         trainer.extend(extensions.ProgressBar(update_interval=10))
 
     if latest_snapshot(out) is None and options.start_epoch > 1:
-        _start_at(updater, options.start_epoch - 1)
+        trainer.extend(StartAt(options.start_epoch - 1))
         if options.load_log:
             entries = json.loads(Path(options.load_log).read_text())
             log.log.extend(e for e in entries if e.get('epoch', 0) < options.start_epoch)
@@ -148,11 +147,10 @@ def build_trainer(
 def train(model: chainer.Link, options: argparse.Namespace, data: Cifar | None = None) -> list:
     """Train ``model`` as ``options`` say (see trainer.cli) and return the log entries.
 
-    Resumes from the newest snapshot in ``options.save_path`` when there is one.
+    Resumes from the newest snapshot in ``options.save_path`` when there is one. The
+    shuffling and augmentation follow ``options.seed``; see ``set_seed`` for the weights.
     """
-    if options.seed is not None:
-        random.seed(options.seed)
-        np.random.seed(options.seed)
+    set_seed(options.seed)
     if data is None:
         data = load_cifar(options.dataset, options.data)
     out = Path(options.save_path)
@@ -166,19 +164,19 @@ def train(model: chainer.Link, options: argparse.Namespace, data: Cifar | None =
     return trainer.get_extension('LogReport').log
 
 
+def set_seed(seed: int | None) -> None:
+    """Seed Python's and NumPy's generators (initialization, shuffling); None does nothing.
+
+    Call it before building the model, so that its initial weights follow the seed too.
+    """
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed)
+
+
 def latest_snapshot(out: Path) -> str | None:
     """Name of the newest snapshot in ``out``, or None."""
     return extensions._snapshot._find_latest_snapshot(SNAPSHOT, str(out))
-
-
-def _start_at(updater: AccumulatingUpdater, epoch: int) -> None:
-    """Position updater, iterator and optimizer after ``epoch`` finished epochs (for -s)."""
-    iterator = updater.get_iterator('main')
-    state = npz.serialize(iterator)
-    state.update(epoch=epoch, is_new_epoch=False, current_position=0, previous_epoch_detail=epoch)
-    npz.NpzDeserializer({k: np.asarray(v) for k, v in state.items()}).load(iterator)
-    updater.iteration = round(epoch * len(iterator.dataset) / iterator.batch_size)
-    updater.get_optimizer('main').epoch = epoch
 
 
 def _remove_stale_temporaries(out: Path) -> None:

@@ -1,0 +1,161 @@
+"""End to end: main.py on tiny CIFAR-format data, on the CPU."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_cifar10
+from PIL import Image
+
+import main
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {
+    'epoch',
+    'iteration',
+    'elapsed_time',
+    'lr',
+    'main/loss',
+    'main/accuracy',
+    'validation/main/loss',
+    'validation/main/accuracy',
+    'validation/main/accuracy/airplane',
+    'validation/main/accuracy/truck',
+    'validation/confusion',
+    'validation/images_per_sec',
+    'train/images_per_sec',
+}
+
+
+def argv(out: Path, data: Path, *extra: str) -> list[str]:
+    return [
+        '-p', str(out), '-b', '20', '--preset', '32', '--workers', '0', '--seed', '0',
+        '--img-dir', str(out / 'img'), '--data', str(data), *extra,
+    ]  # fmt: skip
+
+
+def read_log(out: Path) -> list[dict]:
+    return json.loads((out / 'log.json').read_text())
+
+
+def test_two_epochs_then_resume_to_three(tmp_path, cifar10_archive):
+    out = tmp_path / 'run'
+    assert main.main(argv(out, cifar10_archive, '-e', '2')) == 0
+    log = read_log(out)
+    assert [entry['epoch'] for entry in log] == [1, 2]
+    assert KEYS <= set(log[0])
+    assert sum(map(sum, log[0]['validation/confusion'])) == 40
+    for name in ('loss.jpg', 'accuracy.jpg'):
+        with Image.open(out / 'img' / name) as image:
+            assert image.format == 'JPEG' and image.size[0] > 100
+    assert {'snapshot_epoch_1', 'snapshot_epoch_2', 'model.npz', 'optimizer.npz'} <= set(
+        os.listdir(out)
+    )
+    assert main.main(argv(out, cifar10_archive, '-e', '3')) == 0
+    resumed = read_log(out)
+    assert [entry['epoch'] for entry in resumed] == [1, 2, 3]
+    assert resumed[:2] == log  # the finished epochs are kept as they were
+    assert resumed[2]['iteration'] == 15
+
+
+def test_learns_a_learnable_set_with_workers_and_divided_batches(tmp_path):
+    data = write_cifar10(tmp_path / 'data', n_train=300, n_test=100, learnable=True)
+    out = tmp_path / 'run'
+    extra = ('-e', '4', '-lr', '0.05', '-trb', '2', '-teb', '2', '--workers', '2')
+    assert main.main(argv(out, data, *extra)) == 0
+    log = read_log(out)
+    assert log[-1]['validation/main/accuracy'] > 0.4  # chance is 0.1
+    assert [entry['lr'] for entry in log] == [0.05, 0.05, 0.005, 0.0005]
+
+
+def test_continue_from_model_optimizer_and_log(tmp_path, cifar10_archive):
+    first = tmp_path / 'first'
+    assert main.main(argv(first, cifar10_archive, '-e', '2')) == 0
+    second = tmp_path / 'second'
+    extra = ['-e', '4', '-s', '3', '-m', str(first / 'model.npz')]
+    extra += ['-o', str(first / 'optimizer.npz'), '-l', str(first / 'log.json')]
+    assert main.main(argv(second, cifar10_archive, *extra)) == 0
+    log = read_log(second)
+    assert [entry['epoch'] for entry in log] == [1, 2, 3, 4]
+    assert log[:2] == read_log(first)
+    # epochs 1-2 ran under -e 2 (milestones 1, 2); 3-4 under -e 4 (milestones 2, 3)
+    assert [entry['lr'] for entry in log] == [0.1, 0.01, 0.01, 0.001]
+
+
+def test_killed_run_restarts_without_losing_an_epoch(tmp_path, cifar10_archive):
+    out = tmp_path / 'run'
+    command = [sys.executable, str(ROOT / 'main.py'), *argv(out, cifar10_archive, '-e', '5')]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / 'snapshot_epoch_2').exists() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere in epoch 3: mid-step, mid-evaluation or mid-write
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = read_log(out)
+    assert len(before) >= 2
+    subprocess.run(command, cwd=tmp_path, check=True, stdout=subprocess.DEVNULL, timeout=300)
+    after = read_log(out)
+    assert [entry['epoch'] for entry in after] == [1, 2, 3, 4, 5]
+    kept = len(before) if (out / f'snapshot_epoch_{len(before)}').exists() else 2
+    assert after[:2] == before[:2] and len(after[:kept]) == kept
+    assert not [name for name in os.listdir(out) if name.startswith(('tmp', '.'))]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_snapshot(tmp_path, cifar10_archive, capsys):
+    out = tmp_path / 'run'
+    assert main.main(argv(out, cifar10_archive, '-e', '1')) == 0
+    snapshot = (out / 'snapshot_epoch_1').read_bytes()
+    assert main.main(argv(out, cifar10_archive, '-e', '3', '-lr', '1e30')) == 1
+    err = capsys.readouterr().err
+    assert 'error: main/loss became NaN or infinite' in err and 'lower --lr' in err
+    assert (out / 'snapshot_epoch_1').read_bytes() == snapshot
+    assert not (out / 'snapshot_epoch_2').exists()
+    assert [entry['epoch'] for entry in read_log(out)] == [1]
+
+
+@pytest.mark.parametrize(
+    'make, message',
+    [
+        (lambda d: d / 'missing.tar.gz', 'missing.tar.gz: no such file or directory'),
+        (lambda d: _write(d / 'junk.tar.gz', b'junk' * 10), 'not a readable CIFAR archive'),
+        (lambda d: _write(d / 'empty', b''), 'not a readable CIFAR archive'),
+    ],
+)
+def test_bad_data_gives_one_line_and_exit_1(tmp_path, make, message):
+    data = make(tmp_path)
+    result = _run_main(tmp_path, argv(tmp_path / 'run', data, '-e', '1'))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0]
+
+
+def test_gpu_without_cupy_says_what_to_do(tmp_path, cifar10_archive):
+    result = _run_main(tmp_path, argv(tmp_path / 'run', cifar10_archive, '-e', '1', '-g', '0'))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        'error: -g 0: CuPy is not installed or finds no CUDA GPU; run `make install-gpu` on a '
+        'machine with an NVIDIA GPU, or use -g -1 for the CPU'
+    )
+
+
+def test_parser_errors_exit_2(tmp_path):
+    result = _run_main(tmp_path, ['-b', '64', '-trb', '3'])
+    assert result.returncode == 2
+    assert 'not divisible by -trb/--train_batch_divide 3' in result.stderr
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _run_main(cwd: Path, args: list[str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / 'main.py'), *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
