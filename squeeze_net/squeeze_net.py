@@ -6,6 +6,7 @@ import chainer.links as L
 from chainer import initializers
 
 from squeeze_net.fire import BNReLUConv, Fire, he_normal
+from squeeze_net.pooling import max_pooling_2d
 
 # The paper's Table 1 for v1.0: (name, squeeze, expand1x1, expand3x3, simple bypass).
 # A max pooling (3x3, stride 2, pad 1) follows conv1, fire4 and fire8.
@@ -22,11 +23,6 @@ FIRES = (
 POOL_AFTER = ('conv1', 'fire4', 'fire8')
 
 
-def max_pool(x: chainer.Variable) -> chainer.Variable:
-    """3x3 max pooling, stride 2, pad 1, Chainer's default cover_all (PyTorch's ceil_mode)."""
-    return F.max_pooling_2d(x, 3, stride=2, pad=1)
-
-
 class SqueezeNet(chainer.Chain):
     """SqueezeNet v1.0 with simple bypass, fire convolutions in BN-ReLU-Conv order.
 
@@ -38,12 +34,17 @@ class SqueezeNet(chainer.Chain):
     Args:
         n_classes: number of classes (10 for CIFAR-10, 100 for CIFAR-100).
         dropout: dropout ratio before conv10, active only when ``chainer.config.train``.
+        fast_pooling: on NumPy arrays, use ``squeeze_net.pooling`` (same results, faster)
+            instead of Chainer's max pooling; GPU arrays always use Chainer's.
     """
 
-    def __init__(self, n_classes: int = 10, dropout: float = 0.5) -> None:
+    def __init__(
+        self, n_classes: int = 10, dropout: float = 0.5, fast_pooling: bool = True
+    ) -> None:
         super().__init__()
         self.n_classes = n_classes
         self.dropout = dropout
+        self.fast_pooling = fast_pooling
         with self.init_scope():
             self.conv1 = L.Convolution2D(
                 3, 96, 7, stride=2, pad=2, initialW=he_normal(), initial_bias=initializers.Zero()
@@ -55,14 +56,18 @@ class SqueezeNet(chainer.Chain):
             self.conv10 = BNReLUConv(channels, n_classes, 1)
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
-        h = max_pool(self.conv1(x))
+        h = self.pool(self.conv1(x))
         for name, _, _, _, bypass in FIRES:
             out = self[name](h)
             h = out + h if bypass else out
             if name in POOL_AFTER:
-                h = max_pool(h)
+                h = self.pool(h)
         h = F.dropout(h, self.dropout)
         return F.mean(self.conv10(h), axis=(2, 3))
+
+    def pool(self, x: chainer.Variable) -> chainer.Variable:
+        """3x3 max pooling, stride 2, pad 1, cover_all (PyTorch's ceil_mode=True)."""
+        return max_pooling_2d(x, 3, stride=2, pad=1, fast=self.fast_pooling)
 
     def count_params(self) -> int:
         """Number of trainable scalars (BatchNormalization running statistics excluded)."""
