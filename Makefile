@@ -18,7 +18,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(STACK)
 PYTEST_ARGS ?=
 
-.PHONY: install install-gpu test test-all lint format bench train clean
+.PHONY: install install-gpu test lint format bench train clean
 
 install: $(STAMP)
 
@@ -36,9 +36,6 @@ install-gpu: install
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
-
-test-all: install
-	$(PY) -m pytest -q --run-slow $(PYTEST_ARGS) tests
 
 lint: install
 	$(PY) -m ruff check .

@@ -4,23 +4,25 @@ import numpy as np
 import pytest
 
 
-def pytest_addoption(parser):
-    parser.addoption('--run-slow', action='store_true', help='also run tests marked slow')
-
-
 def pytest_configure(config):
-    config.addinivalue_line('markers', 'slow: long test, run with --run-slow (make test-all)')
     config.addinivalue_line('markers', 'gpu: needs CuPy and a CUDA GPU')
     config.addinivalue_line('markers', 'mpi: needs mpi4py and mpiexec')
 
 
+def _gpu_missing() -> str | None:
+    """Why GPU tests cannot run here, or None when CuPy sees a CUDA GPU."""
+    from chainer.backends import cuda
+
+    if not cuda.available:
+        return 'needs CuPy and a CUDA GPU (make install-gpu)'
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    if config.getoption('--run-slow'):
-        return
-    skip = pytest.mark.skip(reason='slow: run with --run-slow (make test-all)')
+    gpu_reason = _gpu_missing() if any('gpu' in item.keywords for item in items) else None
     for item in items:
-        if 'slow' in item.keywords:
-            item.add_marker(skip)
+        if 'gpu' in item.keywords and gpu_reason:
+            item.add_marker(pytest.mark.skip(reason=gpu_reason))
 
 
 @pytest.fixture

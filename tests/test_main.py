@@ -159,3 +159,12 @@ def _write(path: Path, data: bytes) -> Path:
 def _run_main(cwd: Path, args: list[str]) -> subprocess.CompletedProcess:
     command = [sys.executable, str(ROOT / 'main.py'), *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_recipe_preset_runs_at_122_and_128(tmp_path, cifar10_archive):
+    out = tmp_path / 'run'
+    args = argv(out, cifar10_archive, '-e', '1', '--workers', '2')
+    args[args.index('--preset') + 1] = '122'
+    assert main.main(args) == 0
+    (entry,) = read_log(out)
+    assert sum(map(sum, entry['validation/confusion'])) == 40
