@@ -37,7 +37,24 @@ def write_atomically(path: Path, write: Callable[[str], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-class WriteLog(extension.Extension):
+class _LogWriter(extension.Extension):
+    """Base of the extensions that turn the LogReport's log into a file after each epoch."""
+
+    trigger = (1, 'epoch')
+    priority = extension.PRIORITY_READER - 1  # after LogReport has appended the epoch
+
+    def __init__(self, path: str | os.PathLike, log_name: str = 'LogReport') -> None:
+        self.path = Path(path)
+        self.log_name = log_name
+
+    def __call__(self, trainer: chainer.training.Trainer) -> None:
+        self.write(trainer.get_extension(self.log_name).log)
+
+    def write(self, log: list[dict]) -> None:
+        raise NotImplementedError
+
+
+class WriteLog(_LogWriter):
     """Writes the LogReport's log to ``path`` as JSON, one epoch per line, atomically.
 
     LogReport's own file is indented (a 100-class confusion matrix would take 10,000 lines
@@ -48,52 +65,35 @@ class WriteLog(extension.Extension):
         log_name: name of the LogReport extension to read.
     """
 
-    trigger = (1, 'epoch')
-    priority = extension.PRIORITY_READER - 1  # after LogReport has appended the epoch
+    def write(self, log: list[dict]) -> None:
+        lines = ',\n'.join(json.dumps(entry) for entry in log)
 
-    def __init__(self, path: str | os.PathLike, log_name: str = 'LogReport') -> None:
-        self.path = Path(path)
-        self.log_name = log_name
-
-    def __call__(self, trainer: chainer.training.Trainer) -> None:
-        lines = ',\n'.join(json.dumps(entry) for entry in trainer.get_extension(self.log_name).log)
-
-        def write(tmp: str) -> None:
+        def dump(tmp: str) -> None:
             with open(tmp, 'w') as f:
                 f.write(f'[\n{lines}\n]\n')
 
-        write_atomically(self.path, write)
+        write_atomically(self.path, dump)
 
 
-class PlotLog(extension.Extension):
-    """Redraws ``loss.jpg`` and ``accuracy.jpg`` in ``out_dir`` from the LogReport's log.
+class PlotLog(_LogWriter):
+    """Redraws ``loss.jpg`` and ``accuracy.jpg`` in the folder ``path`` from the log.
 
     Drawn from the whole log each time, so a resumed run's plots show every epoch.
     Each image is written to a temporary file and renamed, never left half-written.
     Chainer's PlotReport draws no axis labels and writes only under the trainer's out.
 
     Args:
-        out_dir: folder of the images (made if missing).
+        path: folder of the images (made if missing).
         log_name: name of the LogReport extension to read.
     """
 
-    trigger = (1, 'epoch')
-    priority = extension.PRIORITY_READER - 1  # after LogReport has appended the epoch
-
-    def __init__(self, out_dir: str | os.PathLike, log_name: str = 'LogReport') -> None:
-        self.out_dir = Path(out_dir)
-        self.log_name = log_name
-
-    def __call__(self, trainer: chainer.training.Trainer) -> None:
-        self.draw(trainer.get_extension(self.log_name).log)
-
-    def draw(self, log: list[dict]) -> None:
+    def write(self, log: list[dict]) -> None:
         import matplotlib
 
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
 
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
         for file_name, (ylabel, series) in PLOTS.items():
             figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
             for key, label in series:
@@ -107,7 +107,7 @@ class PlotLog(extension.Extension):
                 axes.legend()
             figure.tight_layout()
             try:
-                write_atomically(self.out_dir / file_name, partial(figure.savefig, format='jpeg'))
+                write_atomically(self.path / file_name, partial(figure.savefig, format='jpeg'))
             finally:
                 plt.close(figure)
 
