@@ -7,11 +7,14 @@ setuptools<82) it changes nothing. Import it before Chainer; it applies itself o
 
 - ``numpy.sctypes`` (removed in NumPy 2.0): read at import time by
   ``chainer.functions.array.as_strided``.
-- ``numpy.distutils.system_info`` (absent on Python 3.12+ and in NumPy 2.5+): imported by
+- ``numpy.distutils.system_info`` (gone on Python 3.12+ and in recent NumPy): imported by
   ``chainer._environment_check``, which calls ``get_info('blas_opt')`` on macOS only.
 - ``pkg_resources`` (removed in setuptools 82): imported by ``chainer._environment_check``,
   which calls ``require``, ``get_distribution`` and catches ``DistributionNotFound`` and
   ``VersionConflict`` to warn about unsupported CuPy or iDeep versions.
+- On setuptools 80.9 to 81, where ``pkg_resources`` is still there but warns on import, that
+  ``UserWarning`` is ignored when Chainer's import triggers it, so that importing Chainer
+  prints nothing (``PATCHED`` then holds ``'warning:pkg_resources'``).
 
 CuPy is left alone: CuPy 14 has no cuDNN, and Chainer then falls back to im2col by itself.
 """
@@ -22,12 +25,16 @@ import operator
 import re
 import sys
 import types
+import warnings
 from typing import Any
 
 import numpy
 
 PATCHED: tuple[str, ...] = ()
-"""Names that :func:`apply` has put back, in order; empty on the pinned stack."""
+"""What :func:`apply` has done, in order (names put back, or the silenced warning).
+
+Empty on the pinned stack.
+"""
 
 _STAND_IN_DOC = 'Stand-in from trainer.compat for Chainer 7.8.1 (chainer/chainer#8632).'
 _CLAUSE = re.compile(r'\s*(==|!=|<=|>=|<|>)\s*([0-9][0-9A-Za-z.+!-]*)\s*$')
@@ -58,6 +65,14 @@ def _release(version: str) -> tuple[int, ...]:
     while numbers and numbers[-1] == 0:
         numbers.pop()
     return tuple(numbers)
+
+
+def _pkg_resources_warns() -> bool:
+    """True when the installed pkg_resources warns on import (setuptools 80.9 and later)."""
+    try:
+        return _release(importlib.metadata.version('setuptools')) >= (80, 9)
+    except importlib.metadata.PackageNotFoundError:
+        return False
 
 
 def _pkg_resources() -> types.ModuleType:
@@ -114,6 +129,7 @@ def apply() -> tuple[str, ...]:
     """
     global PATCHED
     patched = []
+    # NumPy 1.x's value; chainer.functions.array.as_strided reads 'int' and 'float' at import.
     if not hasattr(numpy, 'sctypes'):
         numpy.sctypes = {
             'int': [numpy.int8, numpy.int16, numpy.int32, numpy.int64],
@@ -123,15 +139,26 @@ def apply() -> tuple[str, ...]:
             'others': [bool, object, bytes, str, numpy.void],
         }
         patched.append('numpy.sctypes')
+    # chainer._environment_check imports numpy.distutils.system_info (get_info: macOS only).
     if _missing('numpy.distutils'):
         package, system_info = _numpy_distutils()
         sys.modules[package.__name__] = package
         sys.modules[system_info.__name__] = system_info
         numpy.distutils = package
         patched.append('numpy.distutils')
+    # chainer._environment_check imports pkg_resources to check CuPy and iDeep versions.
     if _missing('pkg_resources'):
         sys.modules['pkg_resources'] = _pkg_resources()
         patched.append('pkg_resources')
+    # setuptools 80.9 to 81: Chainer's import of pkg_resources would print a UserWarning.
+    elif _pkg_resources_warns() and 'warning:pkg_resources' not in PATCHED:
+        warnings.filterwarnings(
+            'ignore',
+            'pkg_resources is deprecated as an API',
+            UserWarning,
+            r'chainer\._environment_check$',
+        )
+        patched.append('warning:pkg_resources')
     PATCHED += tuple(patched)
     return PATCHED
 
