@@ -1,0 +1,189 @@
+"""trainer.serve over loopback: routes, status codes, limits, and answers equal to predict's."""
+
+import http.client
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from squeeze_net import SqueezeNet
+from trainer import predict, serve
+
+MAX_BYTES = 20_000
+
+
+@pytest.fixture(scope='module')
+def predictor():
+    return predict.Predictor(SqueezeNet(10), predict.CIFAR10_LABELS, preset='32')
+
+
+@pytest.fixture(scope='module')
+def server(predictor):
+    server = serve.make_server(predictor, '127.0.0.1', 0, max_bytes=MAX_BYTES)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def png(seed=0, size=(40, 30), mode='RGB'):
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    image.convert(mode).save(buffer, 'PNG')
+    return buffer.getvalue()
+
+
+def call(server, path, body=None, method=None, headers=None):
+    """(status, JSON reply, headers) of one request with urllib."""
+    request = urllib.request.Request(
+        server.url + path, data=body, method=method, headers=headers or {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.loads(reply.read()), reply.headers
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read()), error.headers
+
+
+def test_health(server):
+    status, reply, headers = call(server, '/health')
+    assert (status, reply) == (200, {'status': 'ok', 'classes': 10})
+    assert headers['Content-Type'] == 'application/json'
+
+
+def test_predict_a_png(server, predictor):
+    status, reply, headers = call(server, '/predict', png())
+    assert status == 200 and headers['Content-Type'] == 'application/json'
+    predictions = reply['predictions']
+    assert len(predictions) == predict.DEFAULT_TOP
+    assert [set(p) for p in predictions] == [{'label', 'probability'}] * 3
+    direct = predictor.predict([predict.open_image(png())], predict.DEFAULT_TOP)[0]
+    assert predictions == [{'label': p.label, 'probability': p.probability} for p in direct]
+
+
+def test_predict_top_and_other_modes(server):
+    status, reply, _ = call(server, '/predict?top=10', png(1, (7, 90), 'LA'))
+    assert status == 200
+    probabilities = [p['probability'] for p in reply['predictions']]
+    assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1)
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+@pytest.mark.parametrize('query', ['top=0', 'top=x', 'top=-1'])
+def test_bad_top_is_400(server, query):
+    status, reply, _ = call(server, f'/predict?{query}', png())
+    assert status == 400 and reply['error'].startswith('top must be')
+
+
+@pytest.mark.parametrize(
+    ('body', 'message'),
+    [
+        (b'garbage, not an image', 'not an image'),
+        (png()[:100], 'damaged image'),
+        (b'', 'empty body'),
+    ],
+)
+def test_bad_image_is_400(server, body, message):
+    status, reply, _ = call(server, '/predict', body, method='POST')
+    assert status == 400 and reply['error'].startswith(message)
+
+
+@pytest.mark.parametrize('size', [MAX_BYTES + 1, 4 * 2**20])
+def test_too_large_is_413(server, size):
+    """Even a client that sends a big body without waiting reads the 413, not a broken pipe."""
+    status, reply, _ = call(server, '/predict', b'x' * size)
+    assert status == 413
+    assert reply['error'] == f'body of {size} bytes is over the limit of {MAX_BYTES}'
+
+
+def test_too_large_is_refused_before_the_body_with_expect_100(server):
+    connection = http.client.HTTPConnection('127.0.0.1', server.server_address[1], timeout=10)
+    connection.putrequest('POST', '/predict')
+    connection.putheader('Content-Length', str(10 * MAX_BYTES))
+    connection.putheader('Expect', '100-continue')
+    connection.endheaders()
+    reply = connection.getresponse()  # answered without a byte of the body sent
+    assert reply.status == 413 and 'over the limit' in json.loads(reply.read())['error']
+    connection.close()
+
+
+def test_no_content_length_is_411(server):
+    connection = http.client.HTTPConnection('127.0.0.1', server.server_address[1], timeout=10)
+    connection.putrequest('POST', '/predict')
+    connection.endheaders()
+    reply = connection.getresponse()
+    assert reply.status == 411 and 'Content-Length' in json.loads(reply.read())['error']
+    connection.close()
+
+
+def test_chunked_body_is_411(server):
+    connection = http.client.HTTPConnection('127.0.0.1', server.server_address[1], timeout=10)
+    connection.request('POST', '/predict', iter([png()]), encode_chunked=True)
+    reply = connection.getresponse()
+    assert reply.status == 411
+    connection.close()
+
+
+def test_a_client_that_hangs_up_early_does_not_stop_the_server(server):
+    connection = http.client.HTTPConnection('127.0.0.1', server.server_address[1], timeout=10)
+    connection.putrequest('POST', '/predict')
+    connection.putheader('Content-Length', '1000')
+    connection.endheaders(b'only a few bytes')
+    connection.close()
+    assert call(server, '/health')[0] == 200
+
+
+def test_unknown_route_is_404(server):
+    status, reply, _ = call(server, '/nothing')
+    assert status == 404 and 'POST /predict' in reply['error']
+
+
+@pytest.mark.parametrize(
+    ('path', 'method', 'allowed'),
+    [('/predict', 'GET', 'POST'), ('/health', 'POST', 'GET'), ('/predict', 'PUT', 'POST')],
+)
+def test_wrong_method_is_405(server, path, method, allowed):
+    status, reply, headers = call(server, path, b'x' if method != 'GET' else None, method)
+    assert status == 405 and headers['Allow'] == allowed
+    assert reply == {'error': f'{path} takes {allowed}, not {method}'}
+
+
+def test_concurrent_requests_get_the_same_answers(server):
+    bodies = [png(seed % 3) for seed in range(12)]
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda body: call(server, '/predict', body)[:2], bodies))
+    assert all(status == 200 for status, _ in replies)
+    assert [reply for _, reply in replies[:3]] * 4 == [reply for _, reply in replies]
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(server):
+    connection = http.client.HTTPConnection('127.0.0.1', server.server_address[1], timeout=10)
+    for _ in range(2):
+        connection.request('POST', '/predict', png())
+        reply = connection.getresponse()
+        assert reply.status == 200 and 'predictions' in json.loads(reply.read())
+    connection.close()
+
+
+def test_busy_port_gives_a_clear_error(server, predictor):
+    with pytest.raises(serve.ServeError, match=r'cannot listen on 127\.0\.0\.1:\d+ \('):
+        serve.make_server(predictor, '127.0.0.1', server.server_address[1])
+
+
+def test_parser_checks_port_and_limit():
+    parser = serve.build_parser()
+    args = parser.parse_args(['-m', 'model.npz'])
+    assert (args.host, args.port, args.max_bytes) == ('127.0.0.1', 8000, serve.MAX_BYTES)
+    for flags in (['--port', '70000'], ['--max-bytes', '0']):
+        with pytest.raises(SystemExit):
+            parser.parse_args(['-m', 'model.npz', *flags])
