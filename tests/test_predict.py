@@ -79,7 +79,7 @@ def test_probabilities_sum_to_one_and_are_sorted(predictor, files):
     top = predictor.predict([image], top=10)[0]
     assert [x.probability for x in top] == sorted((x.probability for x in top), reverse=True)
     assert sorted(x.label for x in top) == sorted(predict.CIFAR10_LABELS)
-    assert top[0].probability == pytest.approx(p[0].max())
+    assert top[0].probability == pytest.approx(p[0].max(), rel=1e-4)  # batch of 1 vs 2
 
 
 def test_predictions_are_deterministic(predictor, files):
@@ -159,7 +159,7 @@ def test_long_file_lists_are_batched(predictor, files):
         first = results[i % 2].predictions
         assert [p.label for p in result.predictions] == [p.label for p in first]
         np.testing.assert_allclose(
-            [p.probability for p in result.predictions], [p.probability for p in first], atol=1e-6
+            [p.probability for p in result.predictions], [p.probability for p in first], rtol=1e-4
         )
 
 
