@@ -1,0 +1,80 @@
+"""The benchmark CLI at tiny settings: one JSON object with every figure positive."""
+
+import json
+import sys
+
+import pytest
+
+from trainer import benchmark
+
+TINY = ['--size', '32', '--eval-size', '32', '--batch', '2', '--steps', '1', '--repeat', '2']
+TINY += ['--warmup', '0', '--workers', '0']
+
+
+def fake_peer(tmp_path, body: str):
+    """A stand-in for the PyTorch script, run by this interpreter (no torch needed)."""
+    script = tmp_path / 'peer.py'
+    script.write_text(body)
+    return ['--torch', '--torch-python', sys.executable, '--torch-script', str(script)]
+
+
+def test_prints_one_json_object_with_positive_figures(tmp_path, capsys):
+    peer = fake_peer(tmp_path, 'print(\'{"train_img_per_s": 2.0, "impl": "fake"}\')')
+    assert benchmark.main(TINY + peer) == 0
+    result = json.loads(capsys.readouterr().out)
+    for figure in (
+        result['train']['images_per_sec'],
+        result['eval']['images_per_sec'],
+        result['augment']['single_process'],
+    ):
+        assert len(figure['runs']) == 2
+        assert 0 < figure['min'] <= figure['q1'] <= figure['median'] <= figure['q3']
+        assert figure['q3'] <= figure['max']
+    assert result['train']['step_ms_median'] > 0
+    assert result['augment']['workers'] == 0 and result['augment']['multiprocess'] is None
+    assert result['memory']['end']['max_rss_mib'] >= result['memory']['after_train']['max_rss_mib']
+    assert result['memory']['after_train']['max_rss_mib'] > 0
+    env = result['environment']
+    assert env['chainer'] == '7.8.1' and env['device'] == 'cpu' and env['cpu_count'] >= 1
+    assert result['settings']['batch'] == 2
+    ratio = result['train']['images_per_sec']['median'] / 2.0
+    assert result['torch']['impl'] == 'fake'
+    assert result['torch']['ratio_train'] == pytest.approx(ratio)
+
+
+def test_multiprocess_augmentation_reports_its_workers():
+    result = benchmark.bench_augment(batch=2, steps=1, repeat=1, warmup=0, workers=1)
+    assert result['workers'] == 1
+    assert result['multiprocess']['median'] > 0 and result['single_process']['median'] > 0
+
+
+@pytest.mark.parametrize(
+    'body, message',
+    [
+        ('import sys; sys.exit("no torch here")', 'no torch here'),
+        ('print("{}")', 'no train_img_per_s'),
+    ],
+)
+def test_a_failing_peer_is_one_line_before_any_measurement(tmp_path, capsys, body, message):
+    assert benchmark.main(TINY + fake_peer(tmp_path, body)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ''
+    assert captured.err.count('\n') == 1 and message in captured.err
+
+
+def test_summarize_gives_median_spread_and_runs():
+    assert benchmark.summarize([3.0, 1.0, 2.0, 4.0, 5.0]) == {
+        'median': 3.0,
+        'min': 1.0,
+        'max': 5.0,
+        'q1': 2.0,
+        'q3': 4.0,
+        'runs': [3.0, 1.0, 2.0, 4.0, 5.0],
+    }
+
+
+@pytest.mark.parametrize('flag', ['--batch', '--steps', '--repeat'])
+def test_counts_must_be_positive(flag, capsys):
+    with pytest.raises(SystemExit):
+        benchmark.build_parser().parse_args([flag, '0'])
+    assert 'must be 1 or more' in capsys.readouterr().err

@@ -1,0 +1,391 @@
+"""Throughput and memory of SqueezeNet training, evaluation and augmentation; one JSON object.
+
+    python -m trainer.benchmark [-g 0] [--batch 64] [--size 122] [--repeat 5] [--steps 5]
+    python -m trainer.benchmark --torch --torch-python /path/to/venv-with-torch/bin/python
+
+Each figure is measured with the trainer's own pieces on synthetic data, so that it is the
+cost of the code and not of the disk: the training step is ``AccumulatingUpdater.update()``
+on ``L.Classifier(SqueezeNet(10))`` with the recipe's MomentumSGD, weight decay and
+schedule hooks; evaluation is ``ClassificationEvaluator.evaluate()`` (test mode, no
+backprop); augmentation is the '122' train transform over uint8 32x32 images, through a
+``MultiprocessIterator`` and in a single process. Every figure is timed ``--repeat`` times
+over ``--steps`` batches after ``--warmup`` untimed ones, and reported as the median with
+min, max and quartiles. ``--torch`` runs the PyTorch peer script (same network) in another
+interpreter, so the project never imports torch, and reports the training-step ratio.
+"""
+
+import argparse
+import ctypes
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import chainer
+import chainer.links as L
+import numpy as np
+from chainer import iterators
+from chainer.datasets import TransformDataset, TupleDataset
+
+import trainer.compat  # noqa: F401
+from squeeze_net import SqueezeNet
+from trainer.evaluator import ClassificationEvaluator
+from trainer.run import MILESTONES, MOMENTUM, WEIGHT_DECAY, DeviceError, get_device
+from trainer.schedules import StepSchedule, resolve_milestones
+from trainer.transforms import make_transforms
+from trainer.updaters import AccumulatingUpdater
+
+N_CLASSES = 10
+LR = 0.1
+EPOCHS = 300  # only places the schedule's milestones; the benchmark stays in epoch 0
+TORCH_SCRIPT = Path(__file__).resolve().parents[2] / 'shared' / 'bench' / 'torch_squeezenet.py'
+
+
+def summarize(values: list[float]) -> dict:
+    """Median, min, max and quartiles of repeated measurements (and the values themselves)."""
+    q1, q3 = np.percentile(values, [25, 75])
+    return {
+        'median': statistics.median(values),
+        'min': min(values),
+        'max': max(values),
+        'q1': float(q1),
+        'q3': float(q3),
+        'runs': list(values),
+    }
+
+
+def synchronize(device: chainer.backend.Device) -> None:
+    """Wait for the GPU's queued work (nothing on the CPU), so that the clock reads true."""
+    if device.xp is not np:
+        device.device.synchronize()
+
+
+def throughput(
+    step: Callable[[], None],
+    images_per_step: int,
+    steps: int,
+    repeat: int,
+    warmup: int,
+    device: chainer.backend.Device,
+) -> dict:
+    """Images per second of ``step``: ``warmup`` untimed calls, then ``repeat`` timed runs."""
+    for _ in range(warmup):
+        step()
+    rates = []
+    for _ in range(repeat):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        rates.append(images_per_step * steps / (time.perf_counter() - start))
+    return summarize(rates)
+
+
+class _Tiled(chainer.dataset.DatasetMixin):
+    """``length`` examples cycling through ``base``: many batches from the memory of one."""
+
+    def __init__(self, base, length: int) -> None:
+        self.base, self.length = base, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def get_example(self, i: int):
+        return self.base[i % len(self.base)]
+
+
+def _images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` float32 images like the transforms' output (mean 0, std 1) and int32 labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 3, size, size), dtype=np.float32)
+    return x, rng.integers(0, N_CLASSES, n).astype(np.int32)
+
+
+def bench_train(
+    device: chainer.backend.Device, batch: int, size: int, steps: int, repeat: int, warmup: int
+) -> dict:
+    """Training images/s: forward, backward and the SGD update, as the Trainer runs them."""
+    model = L.Classifier(SqueezeNet(N_CLASSES))
+    model.to_device(device)
+    optimizer = chainer.optimizers.MomentumSGD(lr=LR, momentum=MOMENTUM)
+    optimizer.setup(model)
+    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(WEIGHT_DECAY))
+    optimizer.add_hook(StepSchedule(LR, resolve_milestones(MILESTONES, EPOCHS)))
+    data = TupleDataset(*_images(batch, size, seed=0))
+    updater = AccumulatingUpdater(iterators.SerialIterator(data, batch), optimizer, device=device)
+    reporter = chainer.Reporter()
+    reporter.add_observer('main', model)
+
+    def step() -> None:
+        with reporter.scope({}):
+            updater.update()
+
+    result = {'images_per_sec': throughput(step, batch, steps, repeat, warmup, device)}
+    result['step_ms_median'] = 1000 * batch / result['images_per_sec']['median']
+    return result
+
+
+def bench_eval(
+    device: chainer.backend.Device, batch: int, size: int, steps: int, repeat: int, warmup: int
+) -> dict:
+    """Evaluation images/s: ``ClassificationEvaluator`` over ``steps`` batches per run."""
+    model = SqueezeNet(N_CLASSES)
+    model.to_device(device)
+    x, t = _images(batch, size, seed=1)
+    data = _Tiled(TupleDataset(x, t), batch * steps)
+    test_iter = iterators.SerialIterator(data, batch, repeat=False, shuffle=False)
+    names = [str(i) for i in range(N_CLASSES)]
+    evaluator = ClassificationEvaluator(test_iter, model, names, device=device)
+    reporter = chainer.Reporter()
+
+    def evaluate() -> None:
+        with reporter.scope({}):
+            evaluator.evaluate()
+
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        x = device.send(x)
+        for _ in range(warmup):
+            model(x)
+    rates = throughput(evaluate, batch * steps, 1, repeat, 0, device)
+    return {'images_per_sec': rates}
+
+
+def bench_augment(batch: int, steps: int, repeat: int, warmup: int, workers: int) -> dict:
+    """Images/s of the '122' train transform, with ``workers`` processes and with none."""
+    cpu = chainer.get_device('@numpy')
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (8 * batch, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, N_CLASSES, 8 * batch).astype(np.int32)
+    data = TransformDataset(TupleDataset(images, labels), make_transforms('122', seed=0)[0])
+    serial = iterators.SerialIterator(data, batch)
+    result = {
+        'workers': workers,
+        'single_process': throughput(serial.next, batch, steps, repeat, warmup, cpu),
+        'multiprocess': None,
+    }
+    if workers > 0:
+        parallel = iterators.MultiprocessIterator(data, batch, n_processes=workers)
+        try:
+            # One more warm-up batch than asked: the first one waits for the workers to start.
+            rates = throughput(parallel.next, batch, steps, repeat, warmup + 1, cpu)
+        finally:
+            parallel.finalize()
+        result['multiprocess'] = rates
+    return result
+
+
+def peak_memory(device: chainer.backend.Device) -> dict:
+    """Max RSS of this process so far, and on GPU the bytes CuPy's memory pool holds.
+
+    The pool keeps every block it ever allocated (until freed by hand), so its total is the
+    peak of the device memory the benchmark needed.
+    """
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    if sys.platform == 'darwin':
+        rss //= 1024  # bytes on macOS
+    memory = {'max_rss_mib': rss / 1024, 'gpu_pool_total_mib': None, 'gpu_pool_used_mib': None}
+    if device.xp is not np:
+        pool = device.xp.get_default_memory_pool()
+        memory['gpu_pool_total_mib'] = pool.total_bytes() / 2**20
+        memory['gpu_pool_used_mib'] = pool.used_bytes() / 2**20
+    return memory
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cupy_version() -> str | None:
+    for name in ('cupy', 'cupy-cuda12x', 'cupy-cuda11x', 'cupy-cuda13x'):
+        if version := _version(name):
+            return version
+    return None
+
+
+def blas_threads() -> int | None:
+    """Threads of the OpenBLAS that NumPy loaded (Linux), or None where that cannot be read."""
+    try:
+        with open('/proc/self/maps') as maps:
+            paths = {line.split()[-1] for line in maps if 'openblas' in line.lower()}
+    except OSError:
+        return None
+    symbols = ('openblas_get_num_threads64_', 'scipy_openblas_get_num_threads64_')
+    symbols += ('openblas_get_num_threads',)
+    for path in sorted(paths):
+        library = ctypes.CDLL(path)
+        for symbol in symbols:
+            if hasattr(library, symbol):
+                return int(getattr(library, symbol)())
+    return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open('/proc/cpuinfo') as info:
+            for line in info:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: chainer.backend.Device) -> dict:
+    """Versions, CPU and thread counts, and the device: what the figures depend on."""
+    cuda = chainer.backends.cuda
+    env = {
+        'python': platform.python_version(),
+        'chainer': chainer.__version__,
+        'numpy': np.__version__,
+        'cupy': _cupy_version(),
+        'platform': platform.platform(),
+        'cpu': _cpu_name(),
+        'cpu_count': os.cpu_count(),
+        'cpu_affinity': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
+        'blas': np.show_config(mode='dicts')['Build Dependencies']['blas'].get('name'),
+        'blas_threads': blas_threads(),
+        'thread_env': {
+            name: os.environ[name]
+            for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
+            if name in os.environ
+        },
+        'device': 'cpu',
+        'cudnn': None,
+    }
+    if device.xp is not np:
+        properties = cuda.cupy.cuda.runtime.getDeviceProperties(device.device.id)
+        env['device'] = f'cuda:{device.device.id} {properties["name"].decode()}'
+        env['cudnn'] = bool(cuda.cudnn_enabled and chainer.should_use_cudnn('>=auto'))
+    return env
+
+
+class TorchError(RuntimeError):
+    """The PyTorch peer measurement could not run; the message says why."""
+
+
+def bench_torch(python: str, script: Path, batch: int, size: int, steps: int, gpu: int) -> dict:
+    """Run the PyTorch peer script in ``python`` (a venv with torch) and parse its JSON line."""
+    command = [python, str(script), '--size', str(size), '--batch', str(batch)]
+    command += ['--steps', str(steps), '--device', 'cpu' if gpu < 0 else f'cuda:{gpu}']
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError as error:
+        raise TorchError(f'cannot run {python}: {error}') from None
+    lines = [line for line in done.stdout.splitlines() if line.startswith('{')]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ['no output'])[-1]
+        raise TorchError(f'{script.name} failed (exit {done.returncode}): {tail}')
+    try:
+        peer = json.loads(lines[-1])
+        float(peer['train_img_per_s'])
+    except (ValueError, KeyError, TypeError):
+        raise TorchError(f'{script.name} printed no train_img_per_s: {lines[-1][:200]}') from None
+    return peer
+
+
+def run(options: argparse.Namespace) -> dict:
+    """All the measurements that ``options`` ask for, as one JSON-ready dict."""
+    device = get_device(options.gpu)
+    device.use()
+    settings = {
+        key: getattr(options, key)
+        for key in ('gpu', 'batch', 'size', 'eval_size', 'steps', 'repeat', 'warmup', 'workers')
+    }
+    result = {'settings': settings, 'environment': environment(device)}
+    peer = None
+    if options.torch:  # first, so that a broken --torch-python fails before the long part
+        peer = bench_torch(
+            options.torch_python,
+            options.torch_script,
+            options.batch,
+            options.size,
+            options.steps * options.repeat,
+            options.gpu,
+        )
+    timing = (options.steps, options.repeat, options.warmup)
+    result['train'] = bench_train(device, options.batch, options.size, *timing)
+    result['memory'] = {'after_train': peak_memory(device)}
+    result['eval'] = bench_eval(device, options.batch, options.eval_size, *timing)
+    result['augment'] = bench_augment(options.batch, *timing, options.workers)
+    result['memory']['end'] = peak_memory(device)
+    if peer is not None:
+        ratio = result['train']['images_per_sec']['median'] / peer['train_img_per_s']
+        result['torch'] = {**peer, 'ratio_train': ratio}
+    return result
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be 1 or more, got {value}')
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be 0 or more, got {value}')
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags (defaults: the 122 px recipe on the CPU)."""
+    parser = argparse.ArgumentParser(
+        prog='python -m trainer.benchmark',
+        description='Benchmark SqueezeNet training, evaluation and augmentation; print JSON.',
+    )
+    parser.add_argument('-g', '--gpu', type=int, default=-1, help='GPU id, -1 for the CPU')
+    parser.add_argument('--batch', type=_positive, default=64, help='batch size')
+    parser.add_argument('--size', type=_positive, default=122, help='training image side')
+    parser.add_argument('--eval-size', type=_positive, default=128, help='test image side')
+    parser.add_argument('--repeat', type=_positive, default=5, help='timed repetitions')
+    parser.add_argument('--steps', type=_positive, default=5, help='batches per repetition')
+    parser.add_argument('--warmup', type=_non_negative, default=2, help='untimed batches first')
+    parser.add_argument(
+        '--workers',
+        type=_non_negative,
+        default=min(os.cpu_count() or 1, 16),
+        help='augmentation processes of the MultiprocessIterator (0: single process only)',
+    )
+    parser.add_argument(
+        '--torch', action='store_true', help='also time the PyTorch peer; report the ratio'
+    )
+    parser.add_argument(
+        '--torch-python',
+        default=sys.executable,
+        help='interpreter that has torch, e.g. a separate venv (the project never imports it)',
+    )
+    parser.add_argument(
+        '--torch-script', type=Path, default=TORCH_SCRIPT, help='the PyTorch peer script'
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, measure, print one JSON object; a device or peer failure is one line, exit 1."""
+    options = build_parser().parse_args(argv)
+    if options.torch and not options.torch_script.is_file():
+        print(f'error: --torch-script {options.torch_script} does not exist', file=sys.stderr)
+        return 1
+    try:
+        result = run(options)
+    except (DeviceError, TorchError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
