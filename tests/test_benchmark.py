@@ -20,7 +20,7 @@ def fake_peer(tmp_path, body: str):
 
 def test_prints_one_json_object_with_positive_figures(tmp_path, capsys):
     peer = fake_peer(tmp_path, 'print(\'{"train_img_per_s": 2.0, "impl": "fake"}\')')
-    assert benchmark.main(TINY + peer) == 0
+    assert benchmark.main(TINY + ['--profile'] + peer) == 0
     result = json.loads(capsys.readouterr().out)
     for figure in (
         result['train']['images_per_sec'],
@@ -37,6 +37,14 @@ def test_prints_one_json_object_with_positive_figures(tmp_path, capsys):
     env = result['environment']
     assert env['chainer'] == '7.8.1' and env['device'] == 'cpu' and env['cpu_count'] >= 1
     assert result['settings']['batch'] == 2
+    profile = result['profile']
+    assert all(ms > 0 for ms in profile['phases_ms'].values())
+    assert profile['functions_ms'] == pytest.approx(profile['timer_hook_total_ms'], rel=0.2)
+    rows = {row['function']: row for row in profile['functions']}
+    for kernel in ('1x1', '3x3', '7x7'):
+        conv = rows[f'Convolution2DFunction {kernel}']
+        assert conv['forward_ms'] > 0 and conv['backward_ms'] > 0
+    assert rows['Convolution2DFunction 3x3']['forward_calls'] == 8
     ratio = result['train']['images_per_sec']['median'] / 2.0
     assert result['torch']['impl'] == 'fake'
     assert result['torch']['ratio_train'] == pytest.approx(ratio)

@@ -109,20 +109,26 @@ def _images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, rng.integers(0, N_CLASSES, n).astype(np.int32)
 
 
-def bench_train(
-    device: chainer.backend.Device, batch: int, size: int, steps: int, repeat: int, warmup: int
-) -> dict:
-    """Training images/s: forward, backward and the SGD update, as the Trainer runs them."""
+def recipe(device: chainer.backend.Device) -> chainer.Optimizer:
+    """The trainer's optimizer on ``L.Classifier(SqueezeNet(10))``: MomentumSGD and its hooks."""
     model = L.Classifier(SqueezeNet(N_CLASSES))
     model.to_device(device)
     optimizer = chainer.optimizers.MomentumSGD(lr=LR, momentum=MOMENTUM)
     optimizer.setup(model)
     optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(WEIGHT_DECAY))
     optimizer.add_hook(StepSchedule(LR, resolve_milestones(MILESTONES, EPOCHS)))
+    return optimizer
+
+
+def bench_train(
+    device: chainer.backend.Device, batch: int, size: int, steps: int, repeat: int, warmup: int
+) -> dict:
+    """Training images/s: forward, backward and the SGD update, as the Trainer runs them."""
+    optimizer = recipe(device)
     data = TupleDataset(*_images(batch, size, seed=0))
     updater = AccumulatingUpdater(iterators.SerialIterator(data, batch), optimizer, device=device)
     reporter = chainer.Reporter()
-    reporter.add_observer('main', model)
+    reporter.add_observer('main', optimizer.target)
 
     def step() -> None:
         with reporter.scope({}):
@@ -131,6 +137,115 @@ def bench_train(
     result = {'images_per_sec': throughput(step, batch, steps, repeat, warmup, device)}
     result['step_ms_median'] = 1000 * batch / result['images_per_sec']['median']
     return result
+
+
+class PhaseTimer(chainer.FunctionHook):
+    """Seconds per function type and phase (forward, backward), outermost calls only.
+
+    A backward pass runs further functions (a convolution's gradient is a deconvolution and
+    a ``Convolution2DGradW``); their time is counted once, in the backward of the function
+    being differentiated, so the table adds up to the time spent inside functions.
+    """
+
+    name = 'PhaseTimer'
+
+    def __init__(self, device: chainer.backend.Device) -> None:
+        self.device = device
+        self.seconds: dict[tuple[str, str], float] = {}
+        self.calls: dict[tuple[str, str], int] = {}
+        self._stack: list[tuple[str, str, float] | None] = []
+
+    def _push(self, function, in_data: tuple, phase: str) -> None:
+        if self._stack:
+            self._stack.append(None)
+            return
+        synchronize(self.device)
+        self._stack.append((self.label(function, in_data), phase, time.perf_counter()))
+
+    def _pop(self) -> None:
+        entry = self._stack.pop()
+        if entry is None:
+            return
+        synchronize(self.device)
+        name, phase, start = entry
+        self.seconds[name, phase] = self.seconds.get((name, phase), 0.0)
+        self.seconds[name, phase] += time.perf_counter() - start
+        self.calls[name, phase] = self.calls.get((name, phase), 0) + 1
+
+    @staticmethod
+    def label(function, in_data: tuple) -> str:
+        """The function's type; for convolutions with the kernel size, which sets their cost."""
+        name = function._impl_name
+        if name == 'Convolution2DFunction':
+            kh, kw = in_data[1].shape[2:]
+            name = f'{name} {kh}x{kw}'
+        return name
+
+    def forward_preprocess(self, function, in_data) -> None:
+        self._push(function, in_data, 'forward')
+
+    def forward_postprocess(self, function, in_data) -> None:
+        self._pop()
+
+    def backward_preprocess(self, function, in_data, out_grad) -> None:
+        self._push(function, in_data, 'backward')
+
+    def backward_postprocess(self, function, in_data, out_grad) -> None:
+        self._pop()
+
+
+def profile_train(
+    device: chainer.backend.Device, batch: int, size: int, steps: int, warmup: int
+) -> dict:
+    """Where a training step's time goes: per phase, and per function type and phase (ms).
+
+    The step is the updater's, split at its phase boundaries: the batch conversion, the
+    forward pass with the loss, the backward pass, and the optimizer's update (weight decay,
+    momentum). ``PhaseTimer`` and Chainer's ``TimerHook`` (whose total is a cross-check)
+    watch the functions; the rest of a phase is Python between the functions.
+    """
+    optimizer = recipe(device)
+    model = optimizer.target
+    batch_data = list(TupleDataset(*_images(batch, size, seed=0)))
+    phases = dict.fromkeys(('convert', 'forward', 'backward', 'update'), 0.0)
+
+    def step(clock: dict | None) -> None:
+        marks = [time.perf_counter()]
+        x, t = chainer.dataset.concat_examples(batch_data, device)
+        marks.append(time.perf_counter())
+        model.cleargrads()
+        loss = model(x, t)
+        synchronize(device)
+        marks.append(time.perf_counter())
+        loss.backward()
+        synchronize(device)
+        marks.append(time.perf_counter())
+        optimizer.update()
+        synchronize(device)
+        marks.append(time.perf_counter())
+        if clock is not None:
+            for name, start, stop in zip(clock, marks, marks[1:], strict=False):
+                clock[name] += stop - start
+
+    for _ in range(warmup):
+        step(None)
+    functions, timer = PhaseTimer(device), chainer.function_hooks.TimerHook()
+    with functions, timer:
+        for _ in range(steps):
+            step(phases)
+    rows = {}
+    for (name, phase), seconds in functions.seconds.items():
+        row = rows.setdefault(name, {'function': name, 'forward_ms': 0.0, 'backward_ms': 0.0})
+        row[f'{phase}_ms'] = 1000 * seconds / steps
+        row[f'{phase}_calls'] = functions.calls[name, phase] // steps
+    table = sorted(rows.values(), key=lambda r: -(r['forward_ms'] + r['backward_ms']))
+    return {
+        'steps': steps,
+        'phases_ms': {name: 1000 * seconds / steps for name, seconds in phases.items()},
+        'functions_ms': 1000 * sum(functions.seconds.values()) / steps,
+        'timer_hook_total_ms': 1000 * timer.total_time() / steps,
+        'functions': table,
+    }
 
 
 def bench_eval(
@@ -319,6 +434,10 @@ def run(options: argparse.Namespace) -> dict:
     result['eval'] = bench_eval(device, options.batch, options.eval_size, *timing)
     result['augment'] = bench_augment(options.batch, *timing, options.workers)
     result['memory']['end'] = peak_memory(device)
+    if options.profile:
+        result['profile'] = profile_train(
+            device, options.batch, options.size, options.steps, options.warmup
+        )
     if peer is not None:
         ratio = result['train']['images_per_sec']['median'] / peer['train_img_per_s']
         result['torch'] = {**peer, 'ratio_train': ratio}
@@ -357,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         default=min(os.cpu_count() or 1, 16),
         help='augmentation processes of the MultiprocessIterator (0: single process only)',
+    )
+    parser.add_argument(
+        '--profile',
+        action='store_true',
+        help='also time --steps training steps per phase and per Chainer function',
     )
     parser.add_argument(
         '--torch', action='store_true', help='also time the PyTorch peer; report the ratio'
