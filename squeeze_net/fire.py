@@ -1,11 +1,12 @@
 """The pre-activation unit (BN-ReLU-Conv) and the Fire module built from it."""
 
+import trainer.compat  # noqa: F401  (first: lets Chainer import on current stacks)
+
+# isort: split
 import chainer
 import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
-
-import trainer.compat  # noqa: F401  (must run before Chainer is used on new stacks)
 
 
 def he_normal() -> initializers.HeNormal:

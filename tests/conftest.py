@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+import trainer.compat  # noqa: F401  (before any test module imports Chainer)
+
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'gpu: needs CuPy and a CUDA GPU')
