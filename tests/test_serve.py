@@ -127,11 +127,17 @@ def test_no_content_length_is_411(server):
 
 
 def test_chunked_body_is_411(server):
+    """Chunked bodies (no Content-Length) are refused; the client still reads the reply."""
     connection = http.client.HTTPConnection('127.0.0.1', server.server_address[1], timeout=10)
-    connection.request('POST', '/predict', iter([png()]), encode_chunked=True)
+    connection.request('POST', '/predict', iter([png()] * 50), encode_chunked=True)
     reply = connection.getresponse()
     assert reply.status == 411
     connection.close()
+
+
+def test_a_refused_big_body_still_gets_its_reply(server):
+    status, _, headers = call(server, '/health', b'x' * 2**21, method='POST')
+    assert status == 405 and headers['Connection'] == 'close'
 
 
 def test_a_client_that_hangs_up_early_does_not_stop_the_server(server):

@@ -30,9 +30,10 @@ logger = logging.getLogger(__name__)
 
 MAX_BYTES = 10 * 2**20  # largest accepted image upload, 10 MiB
 TIMEOUT = 30  # seconds a connection may stall before it is dropped
-# After a 413, discard up to this much of the refused body (within LINGER_SECONDS) before
-# closing, as nginx's lingering close does: a client that sends the whole body without
-# waiting (no "Expect: 100-continue") then reads the 413 instead of a broken pipe.
+# After an error reply, discard up to this much of the unread body (within LINGER_SECONDS)
+# before closing, as nginx's lingering close does: a client that sends its whole body
+# without waiting (no "Expect: 100-continue") then reads the 413 (411, 405, ...) instead
+# of a broken pipe.
 LINGER_BYTES = 64 * 2**20
 LINGER_SECONDS = 2.0
 ROUTES = {'/health': 'GET', '/predict': 'POST'}
@@ -101,6 +102,7 @@ class Handler(BaseHTTPRequestHandler):
         self._route('PATCH')
 
     def _route(self, method: str) -> None:
+        self._body_read = False
         url = urlsplit(self.path)
         allowed = ROUTES.get(url.path)
         if allowed is None:
@@ -125,8 +127,9 @@ class Handler(BaseHTTPRequestHandler):
         except argparse.ArgumentTypeError as error:
             return self._error(400, f'Content-Length {error}')
         if length > self.server.max_bytes:
-            return self._too_large(length)
+            return self._error(413, self._too_large(length))
         body = self.rfile.read(length)
+        self._body_read = True
         if len(body) < length:
             return self._error(400, f'body ended after {len(body)} of {length} bytes')
         if not body:
@@ -146,17 +149,26 @@ class Handler(BaseHTTPRequestHandler):
         length = self.headers.get('Content-Length', '')
         if urlsplit(self.path).path == '/predict' and length.isdigit():
             if int(length) > self.server.max_bytes:
-                self._too_large(int(length), linger=False)
+                self._error(413, self._too_large(int(length)), discard=False)
                 return False
         return super().handle_expect_100()
 
-    def _too_large(self, length: int, linger: bool = True) -> None:
-        self._error(413, f'body of {length} bytes is over the limit of {self.server.max_bytes}')
-        if linger:
-            self._discard(min(length, LINGER_BYTES))
+    def _too_large(self, length: int) -> str:
+        return f'body of {length} bytes is over the limit of {self.server.max_bytes}'
+
+    def _unread(self) -> int:
+        """How much of this request's body is still unread, at most LINGER_BYTES."""
+        if self._body_read:
+            return 0
+        if 'Transfer-Encoding' in self.headers:
+            return LINGER_BYTES
+        length = self.headers.get('Content-Length', '')
+        return min(int(length), LINGER_BYTES) if length.isdigit() else 0
 
     def _discard(self, length: int) -> None:
         """Read and drop up to ``length`` bytes, for at most LINGER_SECONDS."""
+        if length <= 0:
+            return
         deadline = time.monotonic() + LINGER_SECONDS
         try:
             self.wfile.flush()
@@ -169,10 +181,18 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _error(self, status: int, message: str, headers: dict | None = None) -> None:
-        """Reply with ``{"error": message}`` and close: an unread body must not be parsed."""
+    def _error(
+        self, status: int, message: str, headers: dict | None = None, discard: bool = True
+    ) -> None:
+        """Reply with ``{"error": message}`` and close: an unread body must not be parsed.
+
+        With ``discard``, what the client still sends of the body is read and dropped first
+        (see LINGER_BYTES); not before "100 Continue", when it has sent none.
+        """
         self.close_connection = True
         self._reply(status, {'error': message}, {'Connection': 'close', **(headers or {})})
+        if discard:
+            self._discard(self._unread())
 
     def _reply(self, status: int, payload: dict, headers: dict | None = None) -> None:
         body = json.dumps(payload).encode()
