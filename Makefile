@@ -1,9 +1,10 @@
-# Entry points: make install | test | lint | bench | train | install-gpu | clean
+# Entry points: make install | test | lint | bench | train | install-gpu | install-mpi | clean
 # STACK=pinned (default: Python 3.11, NumPy 1.26) or STACK=modern (Python 3.12, NumPy 2).
 
 STACK ?= pinned
 ifeq ($(STACK),modern)
-PYTHON ?= python3.12
+# python3.12 from pyenv when it has one (its shim runs 3.12 only if selected), else from PATH.
+PYTHON ?= $(shell PYENV_VERSION=3.12 pyenv which python3.12 2>/dev/null || echo python3.12)
 VENV ?= .venv-modern
 REQS := requirements-modern.txt
 else ifeq ($(STACK),pinned)
@@ -18,7 +19,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(STACK)
 PYTEST_ARGS ?=
 
-.PHONY: install install-gpu test lint format bench train clean
+.PHONY: install install-gpu install-mpi test lint format bench train clean
 
 install: $(STAMP)
 
@@ -33,6 +34,10 @@ $(STAMP): $(REQS) requirements.txt
 install-gpu: install
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-gpu.txt
 	$(PY) -m cupyx.tools.install_library --cuda 12.x --library cudnn
+
+# MPI for ChainerMN (mpiexec -n N python main.py ... --communicator ...): wheels, no compiler.
+install-mpi: install
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-mpi.txt
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests

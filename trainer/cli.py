@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from trainer.datasets import LAYOUTS
+from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS
 from trainer.transforms import PRESETS
 
 
@@ -54,8 +55,21 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
     add = parser.add_argument
     add('-p', '--save_path', default='./', help='folder of log.json, snapshots, model.npz')
     add('-e', '--epoch', type=_positive, default=300, help='epochs to train')
-    add('-b', '--batch', type=_positive, default=64, help='images per SGD step')
-    add('-g', '--gpu', type=_integer, default=-1, help='GPU id, -1 for the CPU')
+    add(
+        '-b',
+        '--batch',
+        type=_positive,
+        default=64,
+        help='images per SGD step; with --communicator per process, so a step uses N x b',
+    )
+    add(
+        '-g',
+        '--gpu',
+        type=_integer,
+        default=-1,
+        help='GPU id, -1 for the CPU; with --communicator any id >= 0 means GPUs: each '
+        'process uses the GPU numbered by its rank on its node',
+    )
     add(
         '-s',
         '--start_epoch',
@@ -103,6 +117,13 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
     )
     add('--keep', type=_positive, default=3, help='snapshots to keep')
     add(
+        '--communicator',
+        choices=COMMUNICATORS,
+        help='train data-parallel over MPI with this ChainerMN communicator, one process per '
+        'GPU: mpiexec -n N python main.py ... (pure_nccl for GPUs, naive for the CPU; '
+        'needs `make install-mpi`)',
+    )
+    add(
         '--progress',
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -124,6 +145,10 @@ def parse_args(
         )
     if args.gpu < -1:
         parser.error(f'argument -g/--gpu: must be -1 (CPU) or a GPU id, got {args.gpu}')
+    if args.communicator not in (None, *CPU_COMMUNICATORS) and args.gpu < 0:
+        parser.error(
+            f'argument --communicator: {args.communicator} needs GPUs (-g 0); on the CPU use naive'
+        )
     if args.progress is None:
         args.progress = sys.stdout.isatty()
     if args.start_epoch > args.epoch:

@@ -17,7 +17,9 @@ class ClassificationEvaluator(extensions.Evaluator):
     set (the last, smaller batch weighted by its size), one
     ``validation/main/accuracy/<class>`` per class, and ``validation/images_per_sec``.
     The confusion matrix of the last evaluation, rows true class and columns prediction,
-    is kept in ``confusion``.
+    is kept in ``confusion``. Under MPI each rank evaluates its own shard of the test set
+    and the confusion counts and loss sums are summed over the ranks (not a mean of
+    per-rank means), so every rank reports the exact figures of the whole test set.
 
     Args:
         iterator: test iterator (not repeating).
@@ -26,6 +28,7 @@ class ClassificationEvaluator(extensions.Evaluator):
         divide: split each batch into this many forward passes, to save memory.
         device: where the batches go.
         progress_bar: show a progress bar while evaluating.
+        comm: ChainerMN communicator whose ranks share the test set (None: no MPI).
     """
 
     def __init__(
@@ -36,6 +39,7 @@ class ClassificationEvaluator(extensions.Evaluator):
         divide: int = 1,
         device=None,
         progress_bar: bool = False,
+        comm=None,
     ) -> None:
         super().__init__(
             iterator,
@@ -46,6 +50,7 @@ class ClassificationEvaluator(extensions.Evaluator):
         )
         self.label_names = list(label_names)
         self.divide = divide
+        self.comm = comm
         self.confusion = np.zeros((len(label_names),) * 2, dtype=np.int64)
         self._loss_sum = 0.0
 
@@ -67,6 +72,9 @@ class ClassificationEvaluator(extensions.Evaluator):
         start = time.perf_counter()
         with chainer.using_config('train', False), chainer.no_backprop_mode():
             super().evaluate()
+        if self.comm is not None:
+            self.confusion = self.comm.allreduce_obj(self.confusion)
+            self._loss_sum = self.comm.allreduce_obj(self._loss_sum)
         seconds = time.perf_counter() - start
         total = int(self.confusion.sum())
         correct = np.diag(self.confusion)

@@ -3,7 +3,8 @@
 The epoch loop is Chainer's: ``AccumulatingUpdater`` does one SGD step per batch, the
 extensions below do everything else, in this order at each epoch's end: the non-finite
 guard, evaluation, the log, the plots, then the snapshots. The lr schedule is an
-optimizer hook, like weight decay.
+optimizer hook, like weight decay. Under MPI (``--communicator``, see trainer.distributed)
+the same trainer runs on every rank, each on its shards of the data; only rank 0 writes.
 """
 
 import argparse
@@ -21,6 +22,7 @@ from chainer.datasets import TransformDataset, TupleDataset
 from chainer.training import extensions
 
 import trainer.compat  # noqa: F401
+from trainer import distributed
 from trainer.datasets import Cifar, load_cifar
 from trainer.evaluator import ClassificationEvaluator
 from trainer.extensions import NonFiniteGuard, PlotLog, StartAt, WriteLog, log_extras
@@ -71,11 +73,19 @@ def get_device(gpu: int) -> chainer.backend.Device:
     return chainer.get_device(f'@cupy:{gpu}')
 
 
-def make_iterators(data: Cifar, options: argparse.Namespace) -> tuple:
-    """Train (shuffled, repeating) and test iterators over the transformed splits."""
-    train_transform, test_transform = make_transforms(options.preset, options.seed)
-    train = TransformDataset(TupleDataset(data.train.images, data.train.labels), train_transform)
-    test = TransformDataset(TupleDataset(data.test.images, data.test.labels), test_transform)
+def make_iterators(
+    data: Cifar, options: argparse.Namespace, comm: distributed.Communicator | None = None
+) -> tuple:
+    """Train (shuffled, repeating) and test iterators over the transformed splits.
+
+    Under MPI (``comm``), over this rank's shards of the splits.
+    """
+    seed = distributed.rank_seed(options.seed, comm)
+    train_transform, test_transform = make_transforms(options.preset, seed)
+    train = TupleDataset(data.train.images, data.train.labels)
+    train = TransformDataset(distributed.shard_train(train, comm, options.seed), train_transform)
+    test = TupleDataset(data.test.images, data.test.labels)
+    test = TransformDataset(distributed.shard_test(test, comm), test_transform)
     if options.workers == 0:
         return (
             iterators.SerialIterator(train, options.batch),
@@ -91,10 +101,17 @@ def make_iterators(data: Cifar, options: argparse.Namespace) -> tuple:
 
 
 def build_trainer(
-    model: chainer.Link, options: argparse.Namespace, data: Cifar
+    model: chainer.Link,
+    options: argparse.Namespace,
+    data: Cifar,
+    comm: distributed.Communicator | None = None,
 ) -> chainer.training.Trainer:
-    """A Trainer for ``model`` (images -> logits) with the recipe's optimizer and extensions."""
-    device = get_device(options.gpu)
+    """A Trainer for ``model`` (images -> logits) with the recipe's optimizer and extensions.
+
+    With ``comm``, one rank of a data-parallel run: gradients averaged over the ranks,
+    evaluation summed over them, files written and reports printed by rank 0 only.
+    """
+    device = get_device(distributed.device_id(options.gpu, comm))
     device.use()
     classifier = L.Classifier(model)
     classifier.to_device(device)
@@ -102,41 +119,55 @@ def build_trainer(
     optimizer.setup(classifier)
     optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(WEIGHT_DECAY))
     optimizer.add_hook(StepSchedule(options.lr, resolve_milestones(MILESTONES, options.epoch)))
+    optimizer = distributed.wrap_optimizer(optimizer, comm)
     if options.load_model:
         chainer.serializers.load_npz(options.load_model, model)
     if options.load_optimizer:
         chainer.serializers.load_npz(options.load_optimizer, optimizer)
 
-    train_iter, test_iter = make_iterators(data, options)
+    train_iter, test_iter = make_iterators(data, options, comm)
     updater = AccumulatingUpdater(
         train_iter, optimizer, divide=options.train_batch_divide, device=device
     )
     out = Path(options.save_path)
     trainer = chainer.training.Trainer(updater, (options.epoch, 'epoch'), out=str(out))
 
+    root = distributed.is_root(comm)
     evaluator = ClassificationEvaluator(
         test_iter,
         model,
         data.label_names,
         divide=options.test_batch_divide,
         device=device,
-        progress_bar=options.progress,
+        progress_bar=options.progress and root,
+        comm=comm,
     )
+    images_per_step = options.batch * distributed.size(comm)
     log = extensions.LogReport(
         filename=None,
         log_name=None,
-        postprocess=log_extras(optimizer, options.batch, lambda: evaluator.confusion),
+        postprocess=distributed.mean_over_ranks(
+            log_extras(optimizer, images_per_step, lambda: evaluator.confusion), comm
+        ),
     )
     trainer.extend(NonFiniteGuard())
+    if comm is not None:
+        trainer.extend(distributed.average_persistents(model, comm))
     trainer.extend(evaluator)
     trainer.extend(log)
-    trainer.extend(WriteLog(out / 'log.json'))
-    trainer.extend(PlotLog(options.img_dir))
-    trainer.extend(extensions.snapshot(filename=SNAPSHOT, n_retains=options.keep, autoload=True))
-    trainer.extend(extensions.snapshot_object(model, 'model.npz'))
-    trainer.extend(extensions.snapshot_object(optimizer, 'optimizer.npz'))
-    trainer.extend(extensions.PrintReport(PRINTED))
-    if options.progress:
+    if root:
+        trainer.extend(WriteLog(out / 'log.json'))
+        trainer.extend(PlotLog(options.img_dir))
+    # Every rank resumes from the newest snapshot; only rank 0 writes them.
+    snapshot = extensions.snapshot(
+        filename=SNAPSHOT, n_retains=options.keep, autoload=True, condition=lambda: root
+    )
+    trainer.extend(snapshot)
+    if root:
+        trainer.extend(extensions.snapshot_object(model, 'model.npz'))
+        trainer.extend(extensions.snapshot_object(optimizer, 'optimizer.npz'))
+        trainer.extend(extensions.PrintReport(PRINTED))
+    if options.progress and root:
         trainer.extend(extensions.ProgressBar(update_interval=10))
 
     if latest_snapshot(out) is None and options.start_epoch > 1:
@@ -152,18 +183,25 @@ def train(model: chainer.Link, options: argparse.Namespace, data: Cifar | None =
 
     Resumes from the newest snapshot in ``options.save_path`` when there is one. The
     shuffling and augmentation follow ``options.seed``; see ``set_seed`` for the weights.
+    With ``options.communicator``, this process is one rank of a data-parallel run under
+    mpiexec (see trainer.distributed); every rank returns the log that rank 0 writes (but
+    for its own timings).
     """
-    set_seed(options.seed)
-    if data is None:
-        data = load_cifar(options.dataset, options.data)
-    out = Path(options.save_path)
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out)
-    latest = latest_snapshot(out)
-    if latest is not None:
-        logger.info('resuming from %s', out / latest)
-    trainer = build_trainer(model, options, data)
-    trainer.run()
+    comm = distributed.create_communicator(options.communicator)
+    with distributed.abort_on_error(comm):
+        set_seed(distributed.rank_seed(options.seed, comm))
+        if data is None:
+            data = load_cifar(options.dataset, options.data)
+        out = Path(options.save_path)
+        if distributed.is_root(comm):
+            out.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temporaries(out)
+            latest = latest_snapshot(out)
+            if latest is not None:
+                logger.info('resuming from %s', out / latest)
+        distributed.barrier(comm)  # the other ranks look for snapshots in out
+        trainer = build_trainer(model, options, data, comm)
+        trainer.run()
     return trainer.get_extension('LogReport').log
 
 

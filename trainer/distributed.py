@@ -1,0 +1,174 @@
+"""Data-parallel training over MPI with ChainerMN: one process (rank) per GPU, any nodes.
+
+Launched as ``mpiexec -n N python main.py ... --communicator NAME``, every rank builds the
+same trainer on its own shard of the training set. ChainerMN's multi-node optimizer
+broadcasts rank 0's weights at the first update and averages the gradients over the ranks
+at every step, so all ranks keep identical weights and one step uses N x b images (``-b``
+is per rank, ChainerMN's convention). Each rank evaluates its own shard of the test set
+and the counts are summed over the ranks, so the accuracy is exact over the whole test
+set. Only rank 0 writes files and prints.
+
+chainermn and mpi4py are imported only when a communicator is asked for: they are the
+optional extra ``make install-mpi``, and a plain run does not need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import chainer
+    from chainer.training import Extension
+    from chainermn import CommunicatorBase as Communicator
+else:
+    Communicator = Any  # chainermn is imported only when a communicator is asked for
+
+COMMUNICATORS = ('naive', 'flat', 'non_cuda_aware', 'pure_nccl')
+"""ChainerMN 7's communicators (hierarchical, two_dimensional and single_node are gone)."""
+CPU_COMMUNICATORS = ('naive',)
+"""The communicators that run on the CPU; the others need CUDA GPUs (pure_nccl: NCCL)."""
+TRAINING = ('main/loss', 'main/accuracy')
+"""The training figures of the log, averaged over the ranks."""
+
+
+def create_communicator(name: str | None) -> Communicator | None:
+    """The ChainerMN communicator ``name`` over all MPI processes; None for None (no MPI).
+
+    Raises DeviceError with a one-line message when mpi4py or an MPI library is missing.
+    """
+    if name is None:
+        return None
+    from trainer.run import DeviceError  # trainer.run imports this module
+
+    try:
+        from mpi4py import MPI  # noqa: F401
+    except ImportError:
+        raise DeviceError(
+            f'--communicator {name}: mpi4py is not installed; run `make install-mpi`'
+        ) from None
+    except RuntimeError:
+        raise DeviceError(
+            f'--communicator {name}: mpi4py cannot load an MPI library; run `make install-mpi`'
+        ) from None
+    import chainermn
+
+    return chainermn.create_communicator(name)
+
+
+def is_root(comm: Communicator | None) -> bool:
+    """True for the process that writes files and prints: rank 0, or the only process."""
+    return comm is None or comm.rank == 0
+
+
+def size(comm: Communicator | None) -> int:
+    """Number of processes training together (1 without MPI)."""
+    return 1 if comm is None else comm.size
+
+
+def rank_seed(seed: int | None, comm: Communicator | None) -> int | None:
+    """This rank's seed of shuffling and augmentation: ``seed + rank``, so that ranks differ.
+
+    Rank 0 (and a run without MPI) keeps ``seed``; None stays None.
+    """
+    return None if seed is None or comm is None else seed + comm.rank
+
+
+def device_id(gpu: int, comm: Communicator | None) -> int:
+    """The GPU of this process: ``gpu`` without MPI; under MPI, -1 (CPU) or the node-local rank.
+
+    One rank per GPU: with ``-g`` 0 or more every rank uses GPU ``comm.intra_rank``.
+    """
+    return gpu if comm is None or gpu < 0 else comm.intra_rank
+
+
+def barrier(comm: Communicator | None) -> None:
+    """Wait until every rank gets here (nothing to wait for without MPI)."""
+    if comm is not None:
+        comm.mpi_comm.Barrier()
+
+
+def shard_train(dataset: Any, comm: Communicator | None, seed: int | None) -> Any:
+    """This rank's part of the training set: a random permutation (``seed``) cut into N.
+
+    The parts have equal lengths (one image may repeat), so that every rank makes the same
+    number of steps an epoch; rank 0's dataset is the one scattered.
+    """
+    if comm is None:
+        return dataset
+    import chainermn
+
+    return chainermn.scatter_dataset(dataset, comm, shuffle=True, seed=seed)
+
+
+def shard_test(dataset: Any, comm: Communicator | None) -> Any:
+    """This rank's part of the test set: consecutive, disjoint, together every image once."""
+    if comm is None:
+        return dataset
+    import chainermn
+
+    return chainermn.scatter_dataset(dataset, comm, force_equal_length=False)
+
+
+def wrap_optimizer(optimizer: chainer.Optimizer, comm: Communicator | None) -> Any:
+    """``optimizer``, averaging the gradients over the ranks before each update under MPI.
+
+    Its first update only broadcasts rank 0's weights (whatever each rank built or
+    loaded), so the ranks start identical and stay so.
+    """
+    if comm is None:
+        return optimizer
+    import chainermn
+
+    return chainermn.create_multi_node_optimizer(optimizer, comm)
+
+
+def average_persistents(model: chainer.Link, comm: Communicator) -> Extension:
+    """An extension averaging BatchNormalization's running statistics over the ranks.
+
+    Each rank's BN normalizes with its own batch while training (plain per-rank BN); the
+    averaging before each evaluation makes the ranks' models, and so the evaluation and
+    the saved ``model.npz``, the same.
+    """
+    import chainermn
+
+    return chainermn.extensions.AllreducePersistent(model, comm)
+
+
+def mean_over_ranks(
+    postprocess: Callable[[dict], None], comm: Communicator | None, keys: Sequence[str] = TRAINING
+) -> Callable[[dict], None]:
+    """A LogReport ``postprocess`` that first averages the training figures over the ranks.
+
+    Each rank's ``main/loss`` is the mean over its own shard's steps of the epoch; all ranks
+    make the same number of steps of the same size, so the mean of the ranks' means is the
+    mean over every image of the epoch (one collective an epoch, not one a step).
+    """
+    if comm is None:
+        return postprocess
+
+    def averaged(entry: dict) -> None:
+        for key in keys:
+            if key in entry:
+                entry[key] = comm.allreduce_obj(float(entry[key])) / comm.size
+        postprocess(entry)
+
+    return averaged
+
+
+@contextlib.contextmanager
+def abort_on_error(comm: Communicator | None) -> Iterator[None]:
+    """Under MPI, an exception on one rank ends every rank (MPI_Abort when Python exits).
+
+    Otherwise the other ranks would wait forever in their next collective. The exception
+    still propagates, so the caller reports it first.
+    """
+    try:
+        yield
+    except BaseException as error:
+        if comm is not None and comm.size > 1:
+            from mpi4py.run import set_abort_status
+
+            set_abort_status(error)
+        raise
