@@ -190,6 +190,22 @@ def test_an_error_on_one_rank_ends_every_rank(tmp_path, cifar10_archive):
     assert 'error: ' + str(tmp_path / 'missing.tar.gz') + ': no such file' in result.stderr
 
 
+@pytest.mark.mpi
+@needs_mpi
+def test_gpu_communicator_without_cupy_says_what_to_do(tmp_path, cifar10_archive):
+    if chainer.backends.cuda.available:
+        pytest.skip('CuPy finds a GPU here')
+    command = [sys.executable, str(ROOT / 'main.py')]
+    extra = ('-e', '1', '-g', '0', '--communicator', 'pure_nccl')  # the last one counts
+    command += argv(tmp_path / 'run', cifar10_archive, *extra)
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith('error: --communicator pure_nccl: ')
+    assert result.stderr.endswith(
+        'Install CuPy and NCCL on a machine with NVIDIA GPUs, or use naive on the CPU\n'
+    )
+
+
 def test_missing_mpi4py_is_one_line_and_exit_1(tmp_path, cifar10_archive, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, 'mpi4py', None)  # import mpi4py raises ImportError
     assert main.main(argv(tmp_path / 'run', cifar10_archive, '-e', '1')) == 1

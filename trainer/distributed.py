@@ -36,7 +36,8 @@ TRAINING = ('main/loss', 'main/accuracy')
 def create_communicator(name: str | None) -> Communicator | None:
     """The ChainerMN communicator ``name`` over all MPI processes; None for None (no MPI).
 
-    Raises DeviceError with a one-line message when mpi4py or an MPI library is missing.
+    Raises DeviceError with a one-line message when mpi4py or an MPI library is missing,
+    or CuPy or NCCL for a GPU communicator.
     """
     if name is None:
         return None
@@ -54,7 +55,13 @@ def create_communicator(name: str | None) -> Communicator | None:
         ) from None
     import chainermn
 
-    return chainermn.create_communicator(name)
+    try:
+        return chainermn.create_communicator(name)
+    except RuntimeError as error:  # the GPU communicators without CuPy or NCCL
+        raise DeviceError(
+            f'--communicator {name}: {error} Install CuPy and NCCL on a machine with NVIDIA '
+            'GPUs, or use naive on the CPU'
+        ) from None
 
 
 def is_root(comm: Communicator | None) -> bool:
