@@ -11,6 +11,10 @@ def test_milestones_as_fractions_or_epochs():
     assert resolve_milestones((0.5, 0.75), 300) == [150, 225]
     assert resolve_milestones((150, 225), 300) == [150, 225]
     assert resolve_milestones((0.75, 10), 20) == [10, 15]
+    # fractions round up: a short run never drops the rate early
+    assert resolve_milestones((0.5, 0.75), 1) == [1, 1]
+    assert resolve_milestones((0.5, 0.75), 3) == [2, 3]
+    assert resolve_milestones((0.5, 0.75), 5) == [3, 4]
     for bad in (0, -1, 1.5):
         with pytest.raises(ValueError, match='neither a fraction'):
             resolve_milestones((bad,), 10)

@@ -1,5 +1,6 @@
 """The step learning-rate schedule (DenseNet style: divide by 10 after 50 % and 75 %)."""
 
+import math
 from collections.abc import Sequence
 
 import chainer
@@ -10,13 +11,15 @@ import trainer.compat  # noqa: F401
 def resolve_milestones(milestones: Sequence[float], epochs: int) -> list[int]:
     """Milestones as epochs: fractions (0 < m < 1) of ``epochs`` or whole epoch numbers.
 
+    A fraction rounds up, so the rate never drops before that share of the run is done.
+
     >>> resolve_milestones((0.5, 0.75), 300)
     [150, 225]
     """
     resolved = []
     for m in milestones:
         if 0 < m < 1:
-            resolved.append(round(m * epochs))
+            resolved.append(math.ceil(round(m * epochs, 9)))
         elif m >= 1 and float(m).is_integer():
             resolved.append(int(m))
         else:
