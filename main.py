@@ -22,7 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     trainer.set_seed(args.seed)
     try:
         trainer.train(SqueezeNet(trainer.N_CLASSES[args.dataset]), args)
-    except (trainer.DataError, trainer.DeviceError, trainer.NonFiniteLossError) as error:
+    except (
+        trainer.DataError,
+        trainer.DeviceError,
+        trainer.NonFiniteLossError,
+        trainer.predict.ModelFileError,
+    ) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
     return 0

@@ -168,3 +168,19 @@ def test_recipe_preset_runs_at_122_and_128(tmp_path, cifar10_archive):
     assert main.main(args) == 0
     (entry,) = read_log(out)
     assert sum(map(sum, entry['validation/confusion'])) == 40
+
+
+def test_files_to_start_from_of_the_wrong_kind(tmp_path, cifar10_archive):
+    first = tmp_path / 'first'
+    assert main.main(argv(first, cifar10_archive, '-e', '1')) == 0
+    junk = _write(tmp_path / 'log.json', b'{not json')
+    cases = [
+        (['-m', str(first / 'optimizer.npz')], 'an optimizer state (optimizer.npz), not model'),
+        (['-o', str(first / 'model.npz')], 'not an optimizer state of this model'),
+        (['-s', '2', '-l', str(junk)], 'not a log.json of this trainer'),
+    ]
+    for extra, message in cases:
+        result = _run_main(tmp_path, argv(tmp_path / 'second', cifar10_archive, '-e', '2', *extra))
+        assert result.returncode == 1, extra
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0]

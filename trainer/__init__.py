@@ -8,9 +8,10 @@ is built from are public too.
 import trainer.compat  # noqa: F401  (first: lets Chainer import on current stacks)
 from trainer.cli import build_parser, parse_args
 from trainer.datasets import N_CLASSES, Cifar, DataError, Split, load_cifar
+from trainer.devices import DeviceError, get_device
 from trainer.evaluator import ClassificationEvaluator
 from trainer.extensions import NonFiniteGuard, NonFiniteLossError, PlotLog, WriteLog
-from trainer.run import DeviceError, build_trainer, get_device, set_seed, train
+from trainer.run import build_trainer, set_seed, train
 from trainer.schedules import StepSchedule, resolve_milestones, step_lr
 from trainer.transforms import (
     PadCropFlip,

@@ -36,8 +36,9 @@ from chainer.datasets import TransformDataset, TupleDataset
 
 import trainer.compat  # noqa: F401
 from squeeze_net import SqueezeNet
+from trainer.devices import DeviceError, get_device
 from trainer.evaluator import ClassificationEvaluator
-from trainer.run import MILESTONES, MOMENTUM, WEIGHT_DECAY, DeviceError, get_device
+from trainer.run import MILESTONES, MOMENTUM, WEIGHT_DECAY
 from trainer.schedules import StepSchedule, resolve_milestones
 from trainer.transforms import make_transforms
 from trainer.updaters import AccumulatingUpdater

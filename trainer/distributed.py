@@ -18,6 +18,8 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from trainer.devices import DeviceError
+
 if TYPE_CHECKING:
     import chainer
     from chainer.training import Extension
@@ -41,8 +43,6 @@ def create_communicator(name: str | None) -> Communicator | None:
     """
     if name is None:
         return None
-    from trainer.run import DeviceError  # trainer.run imports this module
-
     try:
         from mpi4py import MPI  # noqa: F401
     except ImportError:

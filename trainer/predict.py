@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 import trainer.compat  # noqa: F401
-from trainer.run import get_device
+from trainer.devices import get_device
 from trainer.transforms import PRESETS, make_transforms
 
 CIFAR10_LABELS = tuple('airplane automobile bird cat deer dog frog horse ship truck'.split())

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import shutil
+import zipfile
 from pathlib import Path
 
 import chainer
@@ -23,9 +24,11 @@ from chainer.training import extensions
 
 import trainer.compat  # noqa: F401
 from trainer import distributed
-from trainer.datasets import Cifar, load_cifar
+from trainer.datasets import Cifar, DataError, load_cifar
+from trainer.devices import get_device
 from trainer.evaluator import ClassificationEvaluator
 from trainer.extensions import NonFiniteGuard, PlotLog, StartAt, WriteLog, log_extras
+from trainer.predict import ModelFileError, load_weights
 from trainer.schedules import StepSchedule, resolve_milestones
 from trainer.transforms import make_transforms
 from trainer.updaters import AccumulatingUpdater
@@ -47,30 +50,6 @@ PRINTED = [
     'train/images_per_sec',
     'elapsed_time',
 ]
-
-
-class DeviceError(RuntimeError):
-    """The requested device cannot be used; the message says what to do instead."""
-
-
-def get_device(gpu: int) -> chainer.backend.Device:
-    """The Chainer device for ``-g``: NumPy for -1, else CuPy on that GPU (checked)."""
-    if gpu < 0:
-        return chainer.get_device('@numpy')
-    from chainer.backends import cuda
-
-    if not cuda.available:
-        raise DeviceError(
-            f'-g {gpu}: CuPy is not installed or finds no CUDA GPU; run `make install-gpu` '
-            'on a machine with an NVIDIA GPU, or use -g -1 for the CPU'
-        )
-    try:
-        count = cuda.cupy.cuda.runtime.getDeviceCount()
-    except cuda.cupy.cuda.runtime.CUDARuntimeError as error:
-        raise DeviceError(f'-g {gpu}: CuPy finds no usable CUDA GPU ({error}); use -g -1') from None
-    if gpu >= count:
-        raise DeviceError(f'-g {gpu}: no such GPU, this machine has {count} (ids 0..{count - 1})')
-    return chainer.get_device(f'@cupy:{gpu}')
 
 
 def make_iterators(
@@ -121,9 +100,9 @@ def build_trainer(
     optimizer.add_hook(StepSchedule(options.lr, resolve_milestones(MILESTONES, options.epoch)))
     optimizer = distributed.wrap_optimizer(optimizer, comm)
     if options.load_model:
-        chainer.serializers.load_npz(options.load_model, model)
+        load_weights(model, options.load_model)
     if options.load_optimizer:
-        chainer.serializers.load_npz(options.load_optimizer, optimizer)
+        _load_optimizer(optimizer, options.load_optimizer)
 
     train_iter, test_iter = make_iterators(data, options, comm)
     updater = AccumulatingUpdater(
@@ -173,8 +152,7 @@ def build_trainer(
     if latest_snapshot(out) is None and options.start_epoch > 1:
         trainer.extend(StartAt(options.start_epoch - 1))
         if options.load_log:
-            entries = json.loads(Path(options.load_log).read_text())
-            log.log.extend(e for e in entries if e.get('epoch', 0) < options.start_epoch)
+            log.log.extend(_read_log(options.load_log, options.start_epoch))
     return trainer
 
 
@@ -218,6 +196,25 @@ def set_seed(seed: int | None) -> None:
 def latest_snapshot(out: Path) -> str | None:
     """Name of the newest snapshot in ``out``, or None."""
     return extensions._snapshot._find_latest_snapshot(SNAPSHOT, str(out))
+
+
+def _load_optimizer(optimizer: chainer.Optimizer, path: str) -> None:
+    """Load an ``optimizer.npz`` (-o); a file of another kind is one ModelFileError line."""
+    try:
+        chainer.serializers.load_npz(path, optimizer)
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
+        raise ModelFileError(
+            f'{path}: not an optimizer state of this model (optimizer.npz): {error}'
+        ) from None
+
+
+def _read_log(path: str, start_epoch: int) -> list[dict]:
+    """The entries of a ``log.json`` (-l) before ``start_epoch``; DataError if unreadable."""
+    try:
+        entries = json.loads(Path(path).read_text())
+        return [e for e in entries if e.get('epoch', 0) < start_epoch]
+    except (ValueError, OSError, AttributeError, TypeError) as error:
+        raise DataError(f'{path}: not a log.json of this trainer ({error})') from None
 
 
 def _remove_stale_temporaries(out: Path) -> None:

@@ -5,7 +5,7 @@ import types
 import pytest
 from chainer.backends import cuda
 
-from trainer.run import DeviceError, get_device
+from trainer.devices import DeviceError, get_device
 
 
 class FakeCudaError(Exception):
