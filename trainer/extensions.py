@@ -92,6 +92,7 @@ class PlotLog(_LogWriter):
 
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         self.path.mkdir(parents=True, exist_ok=True)
         for file_name, (ylabel, series) in PLOTS.items():
@@ -101,6 +102,7 @@ class PlotLog(_LogWriter):
                 if points:
                     axes.plot(*zip(*points, strict=True), marker='.', label=label)
             axes.set_xlabel('epoch')
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes.set_ylabel(ylabel)
             axes.grid(alpha=0.3)
             if axes.lines:
