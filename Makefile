@@ -34,6 +34,7 @@ $(STAMP): $(REQS) requirements.txt
 install-gpu: install
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-gpu.txt
 	$(PY) -m cupyx.tools.install_library --cuda 12.x --library cudnn
+	$(PY) -m cupyx.tools.install_library --cuda 12.x --library nccl
 
 # MPI for ChainerMN (mpiexec -n N python main.py ... --communicator ...): wheels, no compiler.
 install-mpi: install

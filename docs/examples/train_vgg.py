@@ -11,14 +11,15 @@ import logging
 import sys
 from pathlib import Path
 
-import chainer
-import chainer.functions as F
-import chainer.links as L
-
 # Run as a script from anywhere: the repository root, two folders up, holds `trainer`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import trainer  # noqa: E402
+import trainer  # noqa: E402  (first: its compat module lets Chainer import on NumPy 2)
+
+# isort: split
+import chainer  # noqa: E402
+import chainer.functions as F  # noqa: E402
+import chainer.links as L  # noqa: E402
 
 
 class ConvBNReLU(chainer.Chain):
