@@ -46,8 +46,17 @@ def test_prints_one_json_object_with_positive_figures(tmp_path, capsys):
         assert conv['forward_ms'] > 0 and conv['backward_ms'] > 0
     assert rows['Convolution2DFunction 3x3']['forward_calls'] == 8
     ratio = result['train']['images_per_sec']['median'] / 2.0
-    assert result['torch']['impl'] == 'fake'
+    assert result['torch']['impl'] == 'fake' and result['torch']['max_rss_mib'] > 0
     assert result['torch']['ratio_train'] == pytest.approx(ratio)
+
+
+@pytest.mark.gpu
+def test_gpu_run_reports_the_device_and_the_memory_pool(capsys):
+    assert benchmark.main(TINY + ['-g', '0', '--profile']) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result['environment']['device'].startswith('cuda:0 ')
+    assert result['memory']['after_train']['gpu_pool_total_mib'] > 0
+    assert result['train']['images_per_sec']['median'] > 0
 
 
 def test_multiprocess_augmentation_reports_its_workers():

@@ -298,16 +298,23 @@ def bench_augment(batch: int, steps: int, repeat: int, warmup: int, workers: int
     return result
 
 
+def _max_rss_mib(who: int) -> float:
+    """Max RSS of this process (RUSAGE_SELF) or of its largest finished child, in MiB."""
+    rss = resource.getrusage(who).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / 2**20 if sys.platform == 'darwin' else rss / 2**10
+
+
 def peak_memory(device: chainer.backend.Device) -> dict:
     """Max RSS of this process so far, and on GPU the bytes CuPy's memory pool holds.
 
     The pool keeps every block it ever allocated (until freed by hand), so its total is the
     peak of the device memory the benchmark needed.
     """
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    if sys.platform == 'darwin':
-        rss //= 1024  # bytes on macOS
-    memory = {'max_rss_mib': rss / 1024, 'gpu_pool_total_mib': None, 'gpu_pool_used_mib': None}
+    memory = {
+        'max_rss_mib': _max_rss_mib(resource.RUSAGE_SELF),
+        'gpu_pool_total_mib': None,
+        'gpu_pool_used_mib': None,
+    }
     if device.xp is not np:
         pool = device.xp.get_default_memory_pool()
         memory['gpu_pool_total_mib'] = pool.total_bytes() / 2**20
@@ -391,7 +398,10 @@ class TorchError(RuntimeError):
 
 
 def bench_torch(python: str, script: Path, batch: int, size: int, steps: int, gpu: int) -> dict:
-    """Run the PyTorch peer script in ``python`` (a venv with torch) and parse its JSON line."""
+    """Run the PyTorch peer script in ``python`` (a venv with torch) and parse its JSON line.
+
+    Adds ``max_rss_mib``, the children's max RSS: the peer's, when it is the first child.
+    """
     command = [python, str(script), '--size', str(size), '--batch', str(batch)]
     command += ['--steps', str(steps), '--device', 'cpu' if gpu < 0 else f'cuda:{gpu}']
     try:
@@ -407,6 +417,7 @@ def bench_torch(python: str, script: Path, batch: int, size: int, steps: int, gp
         float(peer['train_img_per_s'])
     except (ValueError, KeyError, TypeError):
         raise TorchError(f'{script.name} printed no train_img_per_s: {lines[-1][:200]}') from None
+    peer['max_rss_mib'] = _max_rss_mib(resource.RUSAGE_CHILDREN)
     return peer
 
 
@@ -420,7 +431,9 @@ def run(options: argparse.Namespace) -> dict:
     }
     result = {'settings': settings, 'environment': environment(device)}
     peer = None
-    if options.torch:  # first, so that a broken --torch-python fails before the long part
+    # The peer runs first: a broken --torch-python fails before the long part, and as the
+    # only finished child yet its max RSS is the children's max RSS.
+    if options.torch:
         peer = bench_torch(
             options.torch_python,
             options.torch_script,
@@ -434,11 +447,11 @@ def run(options: argparse.Namespace) -> dict:
     result['memory'] = {'after_train': peak_memory(device)}
     result['eval'] = bench_eval(device, options.batch, options.eval_size, *timing)
     result['augment'] = bench_augment(options.batch, *timing, options.workers)
-    result['memory']['end'] = peak_memory(device)
     if options.profile:
         result['profile'] = profile_train(
             device, options.batch, options.size, options.steps, options.warmup
         )
+    result['memory']['end'] = peak_memory(device)
     if peer is not None:
         ratio = result['train']['images_per_sec']['median'] / peer['train_img_per_s']
         result['torch'] = {**peer, 'ratio_train': ratio}
