@@ -1,4 +1,4 @@
-# Entry points: make install | test | lint | bench | train | install-gpu | install-mpi | clean
+# Entry points: make install | test | lint | bench | bench-torch | train | install-gpu | install-mpi | clean
 # STACK=pinned (default: Python 3.11, NumPy 1.26) or STACK=modern (Python 3.12, NumPy 2).
 
 STACK ?= pinned
@@ -18,8 +18,12 @@ endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(STACK)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+# The PyTorch peer of `make bench-torch`: its own venv, never a dependency of the project.
+TORCH_PYTHON ?= python3.11
+TORCH_VENV ?= .venv-torch
 
-.PHONY: install install-gpu install-mpi test lint format bench train clean
+.PHONY: install install-gpu install-mpi test lint format bench bench-torch train clean
 
 install: $(STAMP)
 
@@ -52,10 +56,19 @@ format: install
 	$(PY) -m ruff check --fix .
 
 bench: install
-	$(PY) -m trainer.benchmark
+	$(PY) -m trainer.benchmark $(BENCH_ARGS)
+
+# Same, plus the per-function profile and the PyTorch peer (../shared/bench) in the same run.
+bench-torch: install $(TORCH_VENV)/.installed
+	$(PY) -m trainer.benchmark --profile --torch --torch-python $(TORCH_VENV)/bin/python $(BENCH_ARGS)
+
+$(TORCH_VENV)/.installed:
+	$(TORCH_PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	touch $@
 
 train: install
 	$(PY) main.py -e 300 -b 64 -g 0 -lr 0.1
 
 clean:
-	rm -rf .venv .venv-modern .pytest_cache .ruff_cache
+	rm -rf .venv .venv-modern $(TORCH_VENV) .pytest_cache .ruff_cache
