@@ -1,7 +1,9 @@
-"""The benchmark CLI at tiny settings: one JSON object with every figure positive."""
+"""The benchmark CLI at tiny settings (one JSON object, every figure positive); docs/bench."""
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,18 @@ def test_counts_must_be_positive(flag, capsys):
     with pytest.raises(SystemExit):
         benchmark.build_parser().parse_args([flag, '0'])
     assert 'must be 1 or more' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(('script', 'lines'), [('pooling.py', 6), ('conv1x1.py', 18)])
+def test_micro_benchmarks_print_json_lines(script, lines):
+    path = Path(__file__).resolve().parents[1] / 'docs' / 'bench' / script
+    done = subprocess.run(
+        [sys.executable, str(path), '--batch', '1', '--repeat', '1'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(rows) == lines
+    times = [value for row in rows for key, value in row.items() if key.endswith('_ms')]
+    assert times and all(value > 0 for value in times)

@@ -1,0 +1,47 @@
+"""Per-operator CPU time of the PyTorch peer's training step (torch.profiler table).
+
+    .venv-torch/bin/python docs/bench/torch_profile.py [--size 122] [--batch 64] [--steps 3]
+
+Uses the peer network of ../shared/bench/torch_squeezenet.py and its SGD step; run it with
+the interpreter of `make bench-torch`'s venv (the project never imports torch).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / 'shared' / 'bench'))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch_squeezenet import SqueezeNetBypass  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--size', type=int, default=122)
+    parser.add_argument('--batch', type=int, default=64)
+    parser.add_argument('--steps', type=int, default=3)
+    options = parser.parse_args(argv)
+    model = SqueezeNetBypass().train()
+    optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(options.batch, 3, options.size, options.size)
+    t = torch.randint(0, 10, (options.batch,))
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), t)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        for _ in range(options.steps):
+            step()
+    print(f'{options.steps} steps')
+    print(profile.key_averages().table(sort_by='self_cpu_time_total', row_limit=15))
+
+
+if __name__ == '__main__':
+    main()
