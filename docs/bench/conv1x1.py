@@ -16,11 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import trainer.compat  # noqa: E402, F401  (first: it lets Chainer import on NumPy 2)
+
+# isort: split
 import chainer  # noqa: E402
 import chainer.functions as F  # noqa: E402
 import numpy as np  # noqa: E402
 
-import trainer.compat  # noqa: E402, F401
 from squeeze_net import FIRES  # noqa: E402
 
 SIDES = {'fire2': 31, 'fire3': 31, 'fire4': 31, 'fire5': 16, 'fire6': 16, 'fire7': 16}
