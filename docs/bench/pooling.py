@@ -21,6 +21,7 @@ import trainer.compat  # noqa: E402, F401  (first: it lets Chainer import on Num
 # isort: split
 import chainer  # noqa: E402
 import numpy as np  # noqa: E402
+from chainer.utils import conv  # noqa: E402
 
 from squeeze_net.pooling import max_pooling_2d  # noqa: E402
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         x = rng.standard_normal((options.batch, channels, side, side), dtype=np.float32)
         if layout == 'NHWC':
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-        out = (side + 2 - 3 + 1) // 2 + 1  # cover_all=True
+        out = conv.get_conv_outsize(side, 3, 2, 1, cover_all=True)
         gy = rng.standard_normal((options.batch, channels, out, out), dtype=np.float32)
         for fast in (True, False):
             forward_backward(x, gy, fast)
