@@ -1,6 +1,9 @@
 """SqueezeNet v1.0 with simple bypass and BN-ReLU-Conv fire modules, as a chainer.Chain."""
 
-from squeeze_net.fire import BNReLUConv, Fire
-from squeeze_net.squeeze_net import FIRES, SqueezeNet
+import chainer_compat  # noqa: F401  (first: lets Chainer import on current stacks)
 
-__all__ = ['BNReLUConv', 'Fire', 'FIRES', 'SqueezeNet']
+# isort: split
+from squeeze_net.fire import Fire
+from squeeze_net.squeeze_net import BODY, FIRES, SqueezeNet
+
+__all__ = ['BODY', 'FIRES', 'Fire', 'SqueezeNet']

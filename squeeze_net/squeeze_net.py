@@ -5,22 +5,25 @@ import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
 
-from squeeze_net.fire import BNReLUConv, Fire, he_normal
-from squeeze_net.pooling import max_pooling_2d
+from layers import BNReLUConv, make_initializer, max_pooling_2d
+from squeeze_net.fire import Fire
 
-# The paper's Table 1 for v1.0: (name, squeeze, expand1x1, expand3x3, simple bypass).
-# A max pooling (3x3, stride 2, pad 1) follows conv1, fire4 and fire8.
-FIRES = (
+# The paper's Table 1 for v1.0 after conv1 (7x7/2, 96 filters), in order. A fire row is
+# (name, squeeze, expand1x1, expand3x3, simple bypass); a maxpool row is 3x3, stride 2, pad 1.
+BODY = (
+    ('maxpool1',),
     ('fire2', 16, 64, 64, False),
     ('fire3', 16, 64, 64, True),
     ('fire4', 32, 128, 128, False),
+    ('maxpool4',),
     ('fire5', 32, 128, 128, True),
     ('fire6', 48, 192, 192, False),
     ('fire7', 48, 192, 192, True),
     ('fire8', 64, 256, 256, False),
+    ('maxpool8',),
     ('fire9', 64, 256, 256, True),
 )
-POOL_AFTER = ('conv1', 'fire4', 'fire8')
+FIRES = tuple(row for row in BODY if len(row) == 5)
 
 
 class SqueezeNet(chainer.Chain):
@@ -34,34 +37,42 @@ class SqueezeNet(chainer.Chain):
     Args:
         n_classes: number of classes (10 for CIFAR-10, 100 for CIFAR-100).
         dropout: dropout ratio before conv10, active only when ``chainer.config.train``.
-        fast_pooling: on NumPy arrays, use ``squeeze_net.pooling`` (same results, faster)
+        init: 'orthonormal' (the reference trainer's, default) or 'he' (He-normal), for
+            every convolution's weight; biases start at 0 (see ``layers.initializers``).
+        fast_pooling: on NumPy arrays, use ``layers.pooling`` (same results, faster)
             instead of Chainer's max pooling; GPU arrays always use Chainer's.
     """
 
     def __init__(
-        self, n_classes: int = 10, dropout: float = 0.5, fast_pooling: bool = True
+        self,
+        n_classes: int = 10,
+        dropout: float = 0.5,
+        init: str = 'orthonormal',
+        fast_pooling: bool = True,
     ) -> None:
         super().__init__()
         self.n_classes = n_classes
         self.dropout = dropout
         self.fast_pooling = fast_pooling
+        initialW = make_initializer(init)
         with self.init_scope():
             self.conv1 = L.Convolution2D(
-                3, 96, 7, stride=2, pad=2, initialW=he_normal(), initial_bias=initializers.Zero()
+                3, 96, 7, stride=2, pad=2, initialW=initialW, initial_bias=initializers.Zero()
             )
             channels = 96
             for name, squeeze, expand1, expand3, _ in FIRES:
-                setattr(self, name, Fire(channels, squeeze, expand1, expand3))
+                setattr(self, name, Fire(channels, squeeze, expand1, expand3, initialW))
                 channels = expand1 + expand3
-            self.conv10 = BNReLUConv(channels, n_classes, 1)
+            self.conv10 = BNReLUConv(channels, n_classes, 1, initialW=initialW)
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
-        h = self.pool(self.conv1(x))
-        for name, _, _, _, bypass in FIRES:
-            out = self[name](h)
-            h = out + h if bypass else out
-            if name in POOL_AFTER:
+        h = self.conv1(x)
+        for name, *fire in BODY:
+            if not fire:
                 h = self.pool(h)
+            else:
+                out = self[name](h)
+                h = out + h if fire[-1] else out
         h = F.dropout(h, self.dropout)
         return F.mean(self.conv10(h), axis=(2, 3))
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import trainer.compat  # noqa: F401  (before any test module imports Chainer)
+import chainer_compat  # noqa: F401  (before any test module imports Chainer)
 
 
 def pytest_configure(config):

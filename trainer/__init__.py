@@ -5,7 +5,7 @@ reference recipe; ``build_parser`` / ``parse_args`` give its command line. The p
 is built from are public too.
 """
 
-import trainer.compat  # noqa: F401  (first: lets Chainer import on current stacks)
+import chainer_compat  # noqa: F401  (first: lets Chainer import on current stacks)
 from trainer.cli import build_parser, parse_args
 from trainer.datasets import N_CLASSES, Cifar, DataError, Split, load_cifar
 from trainer.devices import DeviceError, get_device

@@ -34,7 +34,6 @@ import numpy as np
 from chainer import iterators
 from chainer.datasets import TransformDataset, TupleDataset
 
-import trainer.compat  # noqa: F401
 from squeeze_net import SqueezeNet
 from trainer.devices import DeviceError, get_device
 from trainer.evaluator import ClassificationEvaluator

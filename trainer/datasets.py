@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-import trainer.compat  # noqa: F401
 
 URLS = {
     'cifar10': 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz',

@@ -2,7 +2,6 @@
 
 import chainer
 
-import trainer.compat  # noqa: F401
 
 
 class DeviceError(RuntimeError):

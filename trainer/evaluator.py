@@ -7,7 +7,6 @@ import chainer.functions as F
 import numpy as np
 from chainer.training import extensions
 
-import trainer.compat  # noqa: F401
 
 
 class ClassificationEvaluator(extensions.Evaluator):

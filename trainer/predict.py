@@ -25,7 +25,6 @@ import chainer
 import numpy as np
 from PIL import Image, ImageOps
 
-import trainer.compat  # noqa: F401
 from trainer.devices import get_device
 from trainer.transforms import PRESETS, make_transforms
 

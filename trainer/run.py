@@ -22,7 +22,6 @@ from chainer import iterators
 from chainer.datasets import TransformDataset, TupleDataset
 from chainer.training import extensions
 
-import trainer.compat  # noqa: F401
 from trainer import distributed
 from trainer.datasets import Cifar, DataError, load_cifar
 from trainer.devices import get_device

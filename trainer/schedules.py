@@ -5,7 +5,6 @@ from collections.abc import Sequence
 
 import chainer
 
-import trainer.compat  # noqa: F401
 
 
 def resolve_milestones(milestones: Sequence[float], epochs: int) -> list[int]:

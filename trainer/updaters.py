@@ -6,7 +6,6 @@ import chainer
 from chainer import reporter
 from chainer.training import updaters
 
-import trainer.compat  # noqa: F401
 
 
 class AccumulatingUpdater(updaters.StandardUpdater):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import trainer.compat  # noqa: E402, F401  (first: it lets Chainer import on NumPy 2)
+import chainer_compat  # noqa: E402, F401  (first: it lets Chainer import on NumPy 2)
 
 # isort: split
 import chainer  # noqa: E402

@@ -16,14 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import trainer.compat  # noqa: E402, F401  (first: it lets Chainer import on NumPy 2)
+import chainer_compat  # noqa: E402, F401  (first: it lets Chainer import on NumPy 2)
 
 # isort: split
 import chainer  # noqa: E402
 import numpy as np  # noqa: E402
 from chainer.utils import conv  # noqa: E402
 
-from squeeze_net.pooling import max_pooling_2d  # noqa: E402
+from layers import max_pooling_2d  # noqa: E402
 
 INPUTS = ((96, 60, 'NHWC'), (256, 31, 'NCHW'), (512, 16, 'NCHW'))
 

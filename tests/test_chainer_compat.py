@@ -1,4 +1,4 @@
-"""trainer.compat restores exactly what the running stack lacks, and Chainer then works.
+"""chainer_compat restores exactly what the running stack lacks, and Chainer then works.
 
 The same tests run on the pinned stack (where nothing may change) and on the modern one.
 Each runs in a fresh interpreter, since what the shim does depends on import order.
@@ -52,13 +52,13 @@ print(json.dumps({
 }))
 """
 
-# What executing trainer/compat.py alone (no Chainer, no trainer package) changes.
+# What executing chainer_compat/__init__.py alone (no Chainer, no trainer package) changes.
 SHIM_ONLY = """
 import importlib.util, json, sys, warnings
 import numpy
 
 attrs, modules, filters = set(dir(numpy)), set(sys.modules), list(warnings.filters)
-spec = importlib.util.spec_from_file_location('compat_alone', 'trainer/compat.py')
+spec = importlib.util.spec_from_file_location('compat_alone', 'chainer_compat/__init__.py')
 compat = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(compat)
 added = [sys.modules[name] for name in set(sys.modules) - modules]
@@ -77,7 +77,8 @@ import importlib.util, json, os, tempfile, warnings
 
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
-    import trainer  # imports trainer.compat first
+    import chainer_compat  # first
+    import trainer
     import chainer
 import chainer.backends.cuda
 import chainer.functions as F
@@ -124,7 +125,7 @@ print(json.dumps({
     and np.array_equal(copy.bn.avg_mean, net.bn.avg_mean),
     'cuda_available': chainer.backends.cuda.available,
     'cupy_installed': importlib.util.find_spec('cupy') is not None,
-    'patched': list(trainer.compat.PATCHED),
+    'patched': list(chainer_compat.PATCHED),
     'pkg_resources_is_stand_in': pkg_resources.__spec__ is None,
     'chainer_warnings': [
         f'{w.category.__name__}: {w.message}' for w in caught if 'chainer' in w.filename
@@ -136,7 +137,7 @@ print(json.dumps({
 STAND_IN = """
 import json
 import numpy
-import trainer.compat
+import chainer_compat
 import pkg_resources
 
 def outcome(requirement):

@@ -36,7 +36,7 @@ PATCHED: tuple[str, ...] = ()
 Empty on the pinned stack.
 """
 
-_STAND_IN_DOC = 'Stand-in from trainer.compat for Chainer 7.8.1 (chainer/chainer#8632).'
+_STAND_IN_DOC = 'Stand-in from chainer_compat for Chainer 7.8.1 (chainer/chainer#8632).'
 _CLAUSE = re.compile(r'\s*(==|!=|<=|>=|<|>)\s*([0-9][0-9A-Za-z.+!-]*)\s*$')
 _COMPARE = {
     '==': operator.eq,
