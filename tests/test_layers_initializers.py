@@ -87,7 +87,7 @@ def test_deterministic_under_the_seed():
     second = SqueezeNet(10)
     trainer.set_seed(6)
     third = SqueezeNet(10)
-    for (name, a), b, c in zip(first.namedparams(), second.params(), third.params(), strict=True):
+    for (name, a), b in zip(first.namedparams(), second.params(), strict=True):
         np.testing.assert_array_equal(a.array, b.array, err_msg=name)
     assert not np.array_equal(first.conv1.W.array, third.conv1.W.array)
 

@@ -5,8 +5,8 @@ import chainer.functions as F
 import numpy as np
 import pytest
 
-from squeeze_net import SqueezeNet
 from layers import max_pooling_2d
+from squeeze_net import SqueezeNet
 
 SHAPES = [(4, 96, 15, 15), (2, 8, 8, 8), (2, 3, 7, 6), (1, 2, 60, 61), (1, 1, 1, 1)]
 WINDOWS = [(3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 3, 0)]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 URLS = {
     'cifar10': 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz',
     'cifar100': 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz',

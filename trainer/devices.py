@@ -3,7 +3,6 @@
 import chainer
 
 
-
 class DeviceError(RuntimeError):
     """The requested device cannot be used; the message says what to do instead."""
 

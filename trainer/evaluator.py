@@ -8,7 +8,6 @@ import numpy as np
 from chainer.training import extensions
 
 
-
 class ClassificationEvaluator(extensions.Evaluator):
     """Chainer's Evaluator, counting instead of averaging per-batch means.
 

@@ -12,7 +12,6 @@ import numpy as np
 from chainer.serializers import npz
 from chainer.training import extension
 
-
 PLOTS = {
     'loss.jpg': ('loss', [('main/loss', 'train'), ('validation/main/loss', 'test')]),
     'accuracy.jpg': (

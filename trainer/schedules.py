@@ -6,7 +6,6 @@ from collections.abc import Sequence
 import chainer
 
 
-
 def resolve_milestones(milestones: Sequence[float], epochs: int) -> list[int]:
     """Milestones as epochs: fractions (0 < m < 1) of ``epochs`` or whole epoch numbers.
 

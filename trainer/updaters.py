@@ -7,7 +7,6 @@ from chainer import reporter
 from chainer.training import updaters
 
 
-
 class AccumulatingUpdater(updaters.StandardUpdater):
     """Splits each batch into ``divide`` sub-batches and accumulates their gradients.
 
