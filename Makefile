@@ -29,10 +29,13 @@ install: $(STAMP)
 
 # chainer 7.8.1 ships only an sdist whose setup.py imports pkg_resources (gone in
 # setuptools 82+): put setuptools<82 in the venv and build chainer against it.
-$(STAMP): $(REQS) requirements.txt
+# Then the project itself, editable and without dependencies (pyproject.toml), so examples,
+# benchmarks and scripts anywhere import it.
+$(STAMP): $(REQS) requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check 'setuptools<82' wheel
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -r $(REQS)
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
 	touch $@
 
 install-gpu: install
@@ -56,11 +59,11 @@ format: install
 	$(PY) -m ruff check --fix .
 
 bench: install
-	$(PY) -m trainer.benchmark $(BENCH_ARGS)
+	$(PY) -m benchmarks.speed $(BENCH_ARGS)
 
-# Same, plus the per-function profile and the PyTorch peer (../shared/bench) in the same run.
+# Same, plus the per-function profile and the PyTorch peer (benchmarks/torch_squeezenet.py).
 bench-torch: install $(TORCH_VENV)/.installed
-	$(PY) -m trainer.benchmark --profile --torch --torch-python $(TORCH_VENV)/bin/python $(BENCH_ARGS)
+	$(PY) -m benchmarks.speed --profile --torch --torch-python $(TORCH_VENV)/bin/python $(BENCH_ARGS)
 
 $(TORCH_VENV)/.installed:
 	$(TORCH_PYTHON) -m venv $(TORCH_VENV)

@@ -1,4 +1,4 @@
-"""docs/examples/train_vgg.py: another architecture trained through trainer's public API."""
+"""examples/train_vgg.py: another architecture trained through trainer's public API."""
 
 import importlib.util
 import json
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import write_cifar10
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'docs' / 'examples' / 'train_vgg.py'
+SCRIPT = Path(__file__).resolve().parents[1] / 'examples' / 'train_vgg.py'
 
 
 @pytest.fixture(scope='module')

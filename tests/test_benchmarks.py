@@ -1,4 +1,4 @@
-"""The benchmark CLI at tiny settings (one JSON object, every figure positive); docs/bench."""
+"""The benchmark CLI at tiny settings (one JSON object, every figure positive); micro-benchmarks."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer import benchmark
+from benchmarks import speed as benchmark
 
 TINY = ['--size', '32', '--eval-size', '32', '--batch', '2', '--steps', '1', '--repeat', '2']
 TINY += ['--warmup', '0', '--workers', '0']
@@ -101,7 +101,7 @@ def test_counts_must_be_positive(flag, capsys):
 
 @pytest.mark.parametrize(('script', 'lines'), [('pooling.py', 6), ('conv1x1.py', 18)])
 def test_micro_benchmarks_print_json_lines(script, lines):
-    path = Path(__file__).resolve().parents[1] / 'docs' / 'bench' / script
+    path = Path(__file__).resolve().parents[1] / 'benchmarks' / script
     done = subprocess.run(
         [sys.executable, str(path), '--batch', '1', '--repeat', '1'],
         capture_output=True,

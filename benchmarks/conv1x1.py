@@ -1,6 +1,6 @@
 """SqueezeNet's 1x1 convolutions: Chainer's im2col path against plain GEMMs, in ms.
 
-    .venv/bin/python docs/bench/conv1x1.py [--batch 64] [--repeat 5]
+    .venv/bin/python benchmarks/conv1x1.py [--batch 64] [--repeat 5]
 
 Each of the 17 1x1 convolutions of a 122 px step (fire squeeze and expand1x1, conv10) runs
 forward and its three gradients both ways; the results are checked to agree, then timed.
@@ -10,20 +10,16 @@ Prints one JSON line per layer (median ms) and a last line with the sums and the
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import chainer_compat  # noqa: E402, F401  (first: it lets Chainer import on NumPy 2)
+import chainer_compat  # noqa: F401  (first: it lets Chainer import on NumPy 2)
 
 # isort: split
-import chainer  # noqa: E402
-import chainer.functions as F  # noqa: E402
-import numpy as np  # noqa: E402
+import chainer
+import chainer.functions as F
+import numpy as np
 
-from squeeze_net import FIRES  # noqa: E402
+from squeeze_net import FIRES
 
 SIDES = {'fire2': 31, 'fire3': 31, 'fire4': 31, 'fire5': 16, 'fire6': 16, 'fire7': 16}
 SIDES |= {'fire8': 16, 'fire9': 9}

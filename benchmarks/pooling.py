@@ -1,6 +1,6 @@
 """SqueezeNet's three max poolings: the project's NumPy kernel against Chainer's, in ms.
 
-    .venv/bin/python docs/bench/pooling.py [--batch 64] [--repeat 3]
+    .venv/bin/python benchmarks/pooling.py [--batch 64] [--repeat 3]
 
 Inputs are the pooling inputs of a 122 px, batch 64 training step (conv1's output in the
 NHWC-ordered layout Chainer's CPU convolution returns, then fire4's and fire8's). Prints one
@@ -10,20 +10,16 @@ JSON line per input and implementation: median forward and backward time.
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import chainer_compat  # noqa: E402, F401  (first: it lets Chainer import on NumPy 2)
+import chainer_compat  # noqa: F401  (first: it lets Chainer import on NumPy 2)
 
 # isort: split
-import chainer  # noqa: E402
-import numpy as np  # noqa: E402
-from chainer.utils import conv  # noqa: E402
+import chainer
+import numpy as np
+from chainer.utils import conv
 
-from layers import max_pooling_2d  # noqa: E402
+from layers import max_pooling_2d
 
 INPUTS = ((96, 60, 'NHWC'), (256, 31, 'NCHW'), (512, 16, 'NCHW'))
 

@@ -1,7 +1,7 @@
 """Throughput and memory of SqueezeNet training, evaluation and augmentation; one JSON object.
 
-    python -m trainer.benchmark [-g 0] [--batch 64] [--size 122] [--repeat 5] [--steps 5]
-    python -m trainer.benchmark --torch --torch-python /path/to/venv-with-torch/bin/python
+    python -m benchmarks.speed [-g 0] [--batch 64] [--size 122] [--repeat 5] [--steps 5]
+    python -m benchmarks.speed --torch --torch-python /path/to/venv-with-torch/bin/python
 
 Each figure is measured with the trainer's own pieces on synthetic data, so that it is the
 cost of the code and not of the disk: the training step is ``AccumulatingUpdater.update()``
@@ -28,6 +28,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import chainer_compat  # noqa: F401  (first: lets Chainer import on current stacks)
+
+# isort: split
 import chainer
 import chainer.links as L
 import numpy as np
@@ -37,15 +40,13 @@ from chainer.datasets import TransformDataset, TupleDataset
 from squeeze_net import SqueezeNet
 from trainer.devices import DeviceError, get_device
 from trainer.evaluator import ClassificationEvaluator
-from trainer.run import MILESTONES, MOMENTUM, WEIGHT_DECAY
+from trainer.recipe import RECIPE
 from trainer.schedules import StepSchedule, resolve_milestones
 from trainer.transforms import make_transforms
 from trainer.updaters import AccumulatingUpdater
 
 N_CLASSES = 10
-LR = 0.1
-EPOCHS = 300  # only places the schedule's milestones; the benchmark stays in epoch 0
-TORCH_SCRIPT = Path(__file__).resolve().parents[2] / 'shared' / 'bench' / 'torch_squeezenet.py'
+TORCH_SCRIPT = Path(__file__).resolve().parent / 'torch_squeezenet.py'
 
 
 def summarize(values: list[float]) -> dict:
@@ -113,10 +114,12 @@ def recipe(device: chainer.backend.Device) -> chainer.Optimizer:
     """The trainer's optimizer on ``L.Classifier(SqueezeNet(10))``: MomentumSGD and its hooks."""
     model = L.Classifier(SqueezeNet(N_CLASSES))
     model.to_device(device)
-    optimizer = chainer.optimizers.MomentumSGD(lr=LR, momentum=MOMENTUM)
+    optimizer = chainer.optimizers.MomentumSGD(lr=RECIPE.lr, momentum=RECIPE.momentum)
     optimizer.setup(model)
-    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(WEIGHT_DECAY))
-    optimizer.add_hook(StepSchedule(LR, resolve_milestones(MILESTONES, EPOCHS)))
+    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(RECIPE.weight_decay))
+    # the benchmark stays in epoch 0: the milestones only need to exist
+    milestones = resolve_milestones(RECIPE.milestones, RECIPE.epochs)
+    optimizer.add_hook(StepSchedule(RECIPE.lr, milestones, RECIPE.lr_divisor))
     return optimizer
 
 
@@ -474,13 +477,17 @@ def _non_negative(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's flags (defaults: the 122 px recipe on the CPU)."""
     parser = argparse.ArgumentParser(
-        prog='python -m trainer.benchmark',
+        prog='python -m benchmarks.speed',
         description='Benchmark SqueezeNet training, evaluation and augmentation; print JSON.',
     )
     parser.add_argument('-g', '--gpu', type=int, default=-1, help='GPU id, -1 for the CPU')
-    parser.add_argument('--batch', type=_positive, default=64, help='batch size')
-    parser.add_argument('--size', type=_positive, default=122, help='training image side')
-    parser.add_argument('--eval-size', type=_positive, default=128, help='test image side')
+    parser.add_argument('--batch', type=_positive, default=RECIPE.batch, help='batch size')
+    parser.add_argument(
+        '--size', type=_positive, default=RECIPE.train_crop, help='training image side'
+    )
+    parser.add_argument(
+        '--eval-size', type=_positive, default=RECIPE.test_size, help='test image side'
+    )
     parser.add_argument('--repeat', type=_positive, default=5, help='timed repetitions')
     parser.add_argument('--steps', type=_positive, default=5, help='batches per repetition')
     parser.add_argument('--warmup', type=_non_negative, default=2, help='untimed batches first')

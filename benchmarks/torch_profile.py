@@ -1,8 +1,8 @@
 """Per-operator CPU time of the PyTorch peer's training step (torch.profiler table).
 
-    .venv-torch/bin/python docs/bench/torch_profile.py [--size 122] [--batch 64] [--steps 3]
+    .venv-torch/bin/python benchmarks/torch_profile.py [--size 122] [--batch 64] [--steps 3]
 
-Uses the peer network of ../shared/bench/torch_squeezenet.py and its SGD step; run it with
+Uses the peer network of benchmarks/torch_squeezenet.py and its SGD step; run it with
 the interpreter of `make bench-torch`'s venv (the project never imports torch).
 """
 
@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / 'shared' / 'bench'))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_squeezenet beside it
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

@@ -1,6 +1,6 @@
 """Train a small VGG-style net on CIFAR with the generic trainer, the way main.py trains SqueezeNet.
 
-    python docs/examples/train_vgg.py -e 30 -b 128 --preset 32 -g 0
+    python examples/train_vgg.py -e 30 -b 128 --preset 32 -g 0
 
 Same flags, outputs (log.json, snapshots, model.npz, plots) and resuming as main.py: the
 trainer only needs a link that maps images to logits. The preset defaults to '32' here.
@@ -9,17 +9,13 @@ trainer only needs a link that maps images to logits. The preset defaults to '32
 import itertools
 import logging
 import sys
-from pathlib import Path
 
-# Run as a script from anywhere: the repository root, two folders up, holds `trainer`.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import trainer  # noqa: E402  (first: its compat module lets Chainer import on NumPy 2)
+import trainer  # first: it lets Chainer import on current stacks
 
 # isort: split
-import chainer  # noqa: E402
-import chainer.functions as F  # noqa: E402
-import chainer.links as L  # noqa: E402
+import chainer
+import chainer.functions as F
+import chainer.links as L
 
 
 class ConvBNReLU(chainer.Chain):
