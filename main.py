@@ -1,48 +1,63 @@
 """Train SqueezeNet (simple bypass) on CIFAR-10: python main.py -e 300 -b 64 -g 0 -lr 0.1
 
-Classify images: python main.py predict -m model.npz cat.jpg dog.png [--top 3] [--json]
-Serve the model over HTTP: python main.py serve -m model.npz [--host 127.0.0.1] [--port 8000]
+Classify images: python main.py predict -m RUN/model.npz cat.jpg dog.png [--top 3] [--json]
+Serve the model over HTTP: python main.py serve -m RUN/model.npz [--host 127.0.0.1] [--port 8000]
+
+Any registered architecture or import path trains, predicts and serves the same way
+(``--arch package.module:Factory``); see trainer.registry.
 """
 
+import contextlib
 import logging
+import signal
 import sys
+
+import numpy as np
 
 import trainer
 import trainer.predict
 import trainer.serve
-from squeeze_net import SqueezeNet
+from trainer import registry
+
+INTERRUPTED = 130  # the shell's status for Ctrl-C (128 + SIGINT)
+TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: stop like Ctrl-C (the run folder stays resumable)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in ('predict', 'serve'):
         return {'predict': predict, 'serve': serve}[argv[0]](argv[1:])
-    args = trainer.parse_args(argv, trainer.build_parser(__doc__))
+    options = trainer.parse_args(argv, trainer.build_parser(__doc__))
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    trainer.set_seed(args.seed)
-    try:
-        trainer.train(SqueezeNet(trainer.N_CLASSES[args.dataset]), args)
-    except (
-        trainer.DataError,
-        trainer.DeviceError,
-        trainer.NonFiniteLossError,
-        trainer.predict.ModelFileError,
-    ) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    with _stop_on_sigterm(), np.errstate(all='ignore'):  # a NaN loss is one line, not warnings
+        try:
+            trainer.set_seed(options.seed)  # before building the model: seeds its weights
+            model = registry.build(
+                options.arch, trainer.N_CLASSES[options.dataset], **options.model_options()
+            )
+            trainer.train(model, options)
+        except trainer.UserError as error:
+            return _fail(error)
+        except KeyboardInterrupt:
+            return _fail('interrupted; rerun the same command to resume', INTERRUPTED)
+        except Terminated:
+            return _fail('terminated; rerun the same command to resume', TERMINATED)
     return 0
 
 
 def predict(argv: list[str]) -> int:
     """Print the top classes of each image; exit status 1 if any input failed."""
-    args = trainer.predict.build_parser('main.py predict').parse_args(argv)
+    args = trainer.cli.build_predict_parser('main.py predict').parse_args(argv)
     try:
         predictor = trainer.predict.load_predictor(
-            SqueezeNet, args.model, args.dataset, args.preset, args.gpu
+            args.model, args.arch, args.dataset, args.preset, args.gpu
         )
-    except (trainer.predict.ModelFileError, trainer.DeviceError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    except trainer.UserError as error:
+        return _fail(error)
     results = predictor.classify_files(args.images, args.top)
     for result in results:
         if result.error is not None:
@@ -60,16 +75,38 @@ def serve(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
     try:
         predictor = trainer.predict.load_predictor(
-            SqueezeNet, args.model, args.dataset, args.preset, args.gpu
+            args.model, args.arch, args.dataset, args.preset, args.gpu
         )
         server = trainer.serve.make_server(
             predictor, args.host, args.port, args.max_bytes, args.top
         )
-    except (trainer.predict.ModelFileError, trainer.DeviceError, trainer.serve.ServeError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    except trainer.UserError as error:
+        return _fail(error)
     trainer.serve.run(server)
     return 0
+
+
+def _fail(error: object, status: int = 1) -> int:
+    print(f'error: {error}', file=sys.stderr)
+    return status
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """Turn SIGTERM into the Terminated exception while training (main thread only)."""
+
+    def stop(signum, frame):
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """Loading CIFAR in the official format, and the errors for unusable data."""
 
+import dataclasses
 import pickle
 import tarfile
 import urllib.error
@@ -10,7 +11,8 @@ import pytest
 from conftest import write_cifar10
 
 from trainer import datasets
-from trainer.datasets import DataError, load_cifar
+from trainer.datasets import load_cifar
+from trainer.errors import DataError
 
 
 def test_archive_and_folder_give_the_same_uint8_data(tmp_path):
@@ -126,7 +128,7 @@ def test_download_uses_chainers_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(chainer.dataset, 'cached_download', cached_download)
     assert len(load_cifar('cifar10').train) == 100
-    assert seen == [datasets.URLS['cifar10']]
+    assert seen == [datasets.DATASETS['cifar10'].url]
 
 
 def test_no_network_and_no_path(monkeypatch, tmp_path):
@@ -143,6 +145,9 @@ def test_no_network_and_no_path(monkeypatch, tmp_path):
 def test_no_network_real_downloader(monkeypatch, tmp_path):
     """Chainer's own downloader against a refused port gives the same one-line error."""
     monkeypatch.setenv('CHAINER_DATASET_ROOT', str(tmp_path))
-    monkeypatch.setitem(datasets.URLS, 'cifar10', 'http://127.0.0.1:9/cifar-10-python.tar.gz')
+    spec = dataclasses.replace(
+        datasets.DATASETS['cifar10'], url='http://127.0.0.1:9/cifar-10-python.tar.gz'
+    )
+    monkeypatch.setitem(datasets.DATASETS, 'cifar10', spec)
     with pytest.raises(DataError, match='could not download http://127.0.0.1:9/'):
         load_cifar('cifar10')

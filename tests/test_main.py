@@ -13,6 +13,7 @@ from conftest import write_cifar10
 from PIL import Image
 
 import main
+from trainer.schedules import StepSchedule
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
@@ -30,6 +31,9 @@ KEYS = {
     'validation/images_per_sec',
     'train/images_per_sec',
 }
+
+
+SAVED = ('snapshot_epoch_1', 'model.npz', 'optimizer.npz', 'log.json')
 
 
 def argv(out: Path, data: Path, *extra: str) -> list[str]:
@@ -105,17 +109,24 @@ def test_killed_run_restarts_without_losing_an_epoch(tmp_path, cifar10_archive):
     assert [entry['epoch'] for entry in after] == [1, 2, 3, 4, 5]
     kept = len(before) if (out / f'snapshot_epoch_{len(before)}').exists() else 2
     assert after[:2] == before[:2] and len(after[:kept]) == kept
-    assert not [name for name in os.listdir(out) if name.startswith(('tmp', '.'))]
+    assert [name for name in os.listdir(out) if name.startswith(('tmp', '.'))] == ['.lock']
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_snapshot(tmp_path, cifar10_archive, capsys):
+def test_non_finite_loss_stops_and_keeps_the_last_snapshot(
+    tmp_path, cifar10_archive, capsys, monkeypatch
+):
     out = tmp_path / 'run'
     assert main.main(argv(out, cifar10_archive, '-e', '1')) == 0
-    snapshot = (out / 'snapshot_epoch_1').read_bytes()
-    assert main.main(argv(out, cifar10_archive, '-e', '3', '-lr', '1e30')) == 1
-    err = capsys.readouterr().err
-    assert 'error: main/loss became NaN or infinite' in err and 'lower --lr' in err
-    assert (out / 'snapshot_epoch_1').read_bytes() == snapshot
+    saved = {name: (out / name).read_bytes() for name in SAVED}
+    # epoch 2 diverges: the schedule hook sets an absurd rate on every step
+    monkeypatch.setattr(
+        StepSchedule, '__call__', lambda self, optimizer: setattr(optimizer, 'lr', 1e30)
+    )
+    assert main.main(argv(out, cifar10_archive, '-e', '3')) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith('error: main/loss became NaN or infinite')
+    assert 'lower --lr' in err[0]
+    assert {name: (out / name).read_bytes() for name in SAVED} == saved
     assert not (out / 'snapshot_epoch_2').exists()
     assert [entry['epoch'] for entry in read_log(out)] == [1]
 
@@ -177,7 +188,7 @@ def test_files_to_start_from_of_the_wrong_kind(tmp_path, cifar10_archive):
     cases = [
         (['-m', str(first / 'optimizer.npz')], 'an optimizer state (optimizer.npz), not model'),
         (['-o', str(first / 'model.npz')], 'not an optimizer state of this model'),
-        (['-s', '2', '-l', str(junk)], 'not a log.json of this trainer'),
+        (['-s', '2', '-m', str(first / 'model.npz'), '-l', str(junk)], 'not a log.json'),
     ]
     for extra, message in cases:
         result = _run_main(tmp_path, argv(tmp_path / 'second', cifar10_archive, '-e', '2', *extra))

@@ -13,6 +13,10 @@ import main
 import trainer
 from squeeze_net import SqueezeNet
 from trainer import predict
+from trainer.datasets import CIFAR10_NAMES, CIFAR100_NAMES
+from trainer.errors import ModelFileError
+from trainer.images import open_image, to_cifar
+from trainer.run_folder import load_weights
 from trainer.transforms import make_transforms
 
 
@@ -61,7 +65,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def predictor(run):
-    return predict.load_predictor(SqueezeNet, run / 'model.npz', preset='32')
+    return predict.load_predictor(run / 'model.npz', preset='32')
 
 
 def cli(capsys, *argv):
@@ -72,19 +76,19 @@ def cli(capsys, *argv):
 
 
 def test_probabilities_sum_to_one_and_are_sorted(predictor, files):
-    image = predict.open_image(files['rgb.png'])
+    image = open_image(files['rgb.png'])
     p = predictor.probabilities([image, image])
     assert p.shape == (2, 10)
     np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-12)
     top = predictor.predict([image], top=10)[0]
     assert [x.probability for x in top] == sorted((x.probability for x in top), reverse=True)
-    assert sorted(x.label for x in top) == sorted(predict.CIFAR10_LABELS)
+    assert sorted(x.label for x in top) == sorted(CIFAR10_NAMES)
     assert top[0].probability == pytest.approx(p[0].max(), rel=1e-4)  # batch of 1 vs 2
 
 
 def test_predictions_are_deterministic(predictor, files):
     """Test mode: no dropout, BN running statistics, so the same image gets the same answer."""
-    image = predict.open_image(files['photo.jpg'])
+    image = open_image(files['photo.jpg'])
     np.testing.assert_array_equal(
         predictor.probabilities([image]), predictor.probabilities([image])
     )
@@ -92,17 +96,17 @@ def test_predictions_are_deterministic(predictor, files):
 
 def test_model_file_and_snapshot_give_the_same_answer(run, files):
     models = [SqueezeNet(10), SqueezeNet(10)]
-    assert predict.load_weights(models[0], run / 'model.npz') == 'model'
-    assert predict.load_weights(models[1], run / 'snapshot_epoch_1') == 'snapshot'
-    image = predict.open_image(files['photo.jpg'])
-    p = [predict.Predictor(m, predict.CIFAR10_LABELS).probabilities([image]) for m in models]
+    assert load_weights(models[0], run / 'model.npz') == 'model'
+    assert load_weights(models[1], run / 'snapshot_epoch_1') == 'snapshot'
+    image = open_image(files['photo.jpg'])
+    p = [predict.Predictor(m, CIFAR10_NAMES).probabilities([image]) for m in models]
     np.testing.assert_array_equal(p[0], p[1])
 
 
 def test_loading_replaces_the_initial_weights(run):
     model = SqueezeNet(10)
     before = model.conv1.W.array.copy()
-    predict.load_weights(model, run / 'model.npz')
+    load_weights(model, run / 'model.npz')
     saved = np.load(run / 'model.npz')['conv1/W']
     np.testing.assert_array_equal(model.conv1.W.array, saved)
     assert not np.array_equal(before, saved)
@@ -122,23 +126,23 @@ def test_preprocessing_is_the_test_transform_of_the_32x32_image(files, preset):
 def test_a_cifar_image_saved_as_png_is_preprocessed_like_the_test_set(tmp_path, rng):
     cifar = rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)
     Image.fromarray(cifar.transpose(1, 2, 0)).save(tmp_path / 'cifar.png')
-    x = predict.preprocess(predict.open_image(tmp_path / 'cifar.png'), '122')
+    x = predict.preprocess(open_image(tmp_path / 'cifar.png'), '122')
     np.testing.assert_array_equal(x, make_transforms('122')[1]((cifar, 0))[0])
 
 
 def test_to_cifar_handles_colour_modes(files):
     for name in ['grey.png', 'rgba.png', 'palette.png', 'bits16.png', 'cmyk.jpg', 'tiny.png']:
-        x = predict.to_cifar(predict.open_image(files[name]))
+        x = to_cifar(open_image(files[name]))
         assert x.shape == (3, 32, 32) and x.dtype == np.uint8, name
-    grey = predict.to_cifar(predict.open_image(files['grey.png']))
+    grey = to_cifar(open_image(files['grey.png']))
     np.testing.assert_array_equal(grey[0], grey[1])
-    bits16 = predict.to_cifar(predict.open_image(files['bits16.png']))
+    bits16 = to_cifar(open_image(files['bits16.png']))
     np.testing.assert_array_equal(bits16, grey)  # 16-bit grey scaled to 8 bits, not saturated
 
 
 def test_transparent_pixels_become_white(tmp_path):
     Image.new('RGBA', (40, 40), (0, 0, 0, 0)).save(tmp_path / 'clear.png')
-    x = predict.to_cifar(predict.open_image(tmp_path / 'clear.png'))
+    x = to_cifar(open_image(tmp_path / 'clear.png'))
     assert (x == 255).all()
 
 
@@ -250,13 +254,13 @@ def test_wrong_model_file_gives_one_clear_line(wrong_models, files, capsys, kind
 def test_wrong_model_file_is_refused_before_loading(wrong_models):
     model = SqueezeNet(10)
     before = model.conv10.conv.W.array.copy()
-    with pytest.raises(predict.ModelFileError):
-        predict.load_weights(model, wrong_models['classes'][0], n_classes=10)
+    with pytest.raises(ModelFileError):
+        load_weights(model, wrong_models['classes'][0], n_classes=10)
     np.testing.assert_array_equal(model.conv10.conv.W.array, before)
 
 
 def test_cifar100_names(wrong_models, files, capsys):
-    names = predict.CIFAR100_LABELS
+    names = CIFAR100_NAMES
     assert len(names) == 100 and list(names) == sorted(set(names))
     assert names[0] == 'apple' and names[-1] == 'worm'
     path = wrong_models['classes'][0]

@@ -14,13 +14,15 @@ from PIL import Image
 
 from squeeze_net import SqueezeNet
 from trainer import predict, serve
+from trainer.datasets import CIFAR10_NAMES
+from trainer.images import open_image
 
 MAX_BYTES = 20_000
 
 
 @pytest.fixture(scope='module')
 def predictor():
-    return predict.Predictor(SqueezeNet(10), predict.CIFAR10_LABELS, preset='32')
+    return predict.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
 
 
 @pytest.fixture(scope='module')
@@ -67,7 +69,7 @@ def test_predict_a_png(server, predictor):
     predictions = reply['predictions']
     assert len(predictions) == predict.DEFAULT_TOP
     assert [set(p) for p in predictions] == [{'label', 'probability'}] * 3
-    direct = predictor.predict([predict.open_image(png())], predict.DEFAULT_TOP)[0]
+    direct = predictor.predict([open_image(png())], predict.DEFAULT_TOP)[0]
     assert predictions == [{'label': p.label, 'probability': p.probability} for p in direct]
 
 

@@ -1,18 +1,35 @@
 """Generic Chainer training for CIFAR-style image classifiers.
 
-``train(model, options)`` trains any ``chainer.Link`` mapping images to logits with the
-reference recipe; ``build_parser`` / ``parse_args`` give its command line. The pieces it
-is built from are public too.
+``train(model, options, **overrides)`` trains any ``chainer.Link`` mapping images to logits
+with the reference recipe (``RECIPE``) in a run folder (``trainer.run_folder``);
+``parse_args`` gives its command line. Prediction (``trainer.predict``) and the HTTP service
+(``trainer.serve``) use the models it writes. Every error a user can cause is a
+``UserError`` with a one-line message.
 """
 
 import chainer_compat  # noqa: F401  (first: lets Chainer import on current stacks)
+
+# isort: split
 from trainer.cli import build_parser, parse_args
-from trainer.datasets import N_CLASSES, Cifar, DataError, Split, load_cifar
-from trainer.devices import DeviceError, get_device
+from trainer.datasets import DATASETS, N_CLASSES, Cifar, Split, load_cifar
+from trainer.devices import get_device
+from trainer.errors import (
+    DataError,
+    DeviceError,
+    ImageError,
+    ModelFileError,
+    NonFiniteLossError,
+    RunFolderError,
+    UserError,
+)
 from trainer.evaluator import ClassificationEvaluator
-from trainer.extensions import NonFiniteGuard, NonFiniteLossError, PlotLog, WriteLog
-from trainer.run import build_trainer, set_seed, train
+from trainer.extensions import NonFiniteGuard, StartAt, log_extras
+from trainer.options import OptionError, TrainOptions
+from trainer.recipe import RECIPE, Recipe
+from trainer.registry import register
+from trainer.run_folder import RunFolder, SaveEpoch, load_weights
 from trainer.schedules import StepSchedule, resolve_milestones, step_lr
+from trainer.training import build_trainer, make_iterators, make_optimizer, set_seed, train
 from trainer.transforms import (
     PadCropFlip,
     ResizeCropFlip,
@@ -26,25 +43,40 @@ __all__ = [
     'AccumulatingUpdater',
     'ClassificationEvaluator',
     'Cifar',
+    'DATASETS',
     'DataError',
     'DeviceError',
+    'ImageError',
+    'ModelFileError',
     'N_CLASSES',
     'NonFiniteGuard',
     'NonFiniteLossError',
+    'OptionError',
     'PadCropFlip',
-    'PlotLog',
-    'WriteLog',
+    'RECIPE',
+    'Recipe',
     'ResizeCropFlip',
     'ResizeNormalize',
+    'RunFolder',
+    'RunFolderError',
+    'SaveEpoch',
     'Split',
+    'StartAt',
     'StepSchedule',
+    'TrainOptions',
+    'UserError',
     'build_parser',
     'build_trainer',
     'get_device',
     'load_cifar',
+    'load_weights',
+    'log_extras',
+    'make_iterators',
+    'make_optimizer',
     'make_transforms',
     'normalize',
     'parse_args',
+    'register',
     'resolve_milestones',
     'set_seed',
     'step_lr',

@@ -1,65 +1,39 @@
-"""The reference command line, validated at parse time."""
+"""The command lines: the reference training flags, and the model flags of predict and serve.
+
+Values are checked by ``trainer.validators`` as they are parsed; the training Namespace is
+converted once into ``TrainOptions``, whose cross-checks become the parser's one-line error.
+"""
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
-from trainer.datasets import LAYOUTS
-from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS
+from layers import INITIALIZERS
+from trainer import registry, validators
+from trainer.datasets import DATASETS
+from trainer.distributed import COMMUNICATORS
+from trainer.options import OptionError, TrainOptions, default_workers
+from trainer.recipe import RECIPE
 from trainer.transforms import PRESETS
 
-
-def _positive(text: str) -> int:
-    value = _integer(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f'must be a positive integer, got {text}')
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be 0 or more, got {text}')
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'must be an integer, got {text!r}') from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'must be a number, got {text!r}') from None
-    if not value > 0 or value == float('inf'):
-        raise argparse.ArgumentTypeError(f'must be a positive number, got {text}')
-    return value
-
-
-def _existing_file(text: str) -> str:
-    if not os.path.isfile(text):
-        raise argparse.ArgumentTypeError(f'no such file: {text}')
-    return text
+_positive = validators.argtype(validators.positive)
+_non_negative = validators.argtype(validators.non_negative)
+_integer = validators.argtype(validators.integer)
 
 
 def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.ArgumentParser:
-    """The parser of the reference flags plus the data, device and output options."""
+    """The parser of the reference flags plus the data, device, model and output options."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     add = parser.add_argument
-    add('-p', '--save_path', default='./', help='folder of log.json, snapshots, model.npz')
-    add('-e', '--epoch', type=_positive, default=300, help='epochs to train')
+    add('-p', '--save_path', default='./', help='run folder: run.json, log.json, snapshots')
+    add('-e', '--epoch', type=_positive, default=RECIPE.epochs, help='epochs to train')
     add(
         '-b',
         '--batch',
         type=_positive,
-        default=64,
+        default=RECIPE.batch,
         help='images per SGD step; with --communicator per process, so a step uses N x b',
     )
     add(
@@ -75,7 +49,7 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         '--start_epoch',
         type=_positive,
         default=1,
-        help='first epoch to run, to continue a run from -m/-o/-l (a snapshot overrides it)',
+        help='first epoch to run, to continue from -m (and -o, -l) in a new run folder',
     )
     add(
         '-trb',
@@ -91,28 +65,56 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         default=1,
         help='split each test batch into this many forward passes',
     )
-    add('-lr', '--lr', type=_positive_float, default=0.1, help='initial learning rate')
-    add('-m', '--load_model', type=_existing_file, help='model weights (npz) to start from')
-    add('-o', '--load_optimizer', type=_existing_file, help='optimizer state (npz) to start from')
-    add('-l', '--load_log', type=_existing_file, help='log.json of the epochs before -s')
+    add(
+        '-lr',
+        '--lr',
+        type=validators.argtype(validators.positive_float),
+        default=RECIPE.lr,
+        help='initial learning rate',
+    )
+    existing = validators.argtype(validators.existing_file)
+    add('-m', '--load_model', type=existing, help='model weights (npz) to start from')
+    add('-o', '--load_optimizer', type=existing, help='optimizer state (npz) to start from')
+    add('-l', '--load_log', type=existing, help='log.json of the epochs before -s')
     add(
         '--data',
         help='cifar-10-python.tar.gz / cifar-100-python.tar.gz or the extracted '
         "folder; default: download once into Chainer's dataset cache",
     )
-    add('--dataset', choices=sorted(LAYOUTS), default='cifar10')
+    add('--dataset', choices=sorted(DATASETS), default='cifar10')
     add(
         '--preset',
         choices=PRESETS,
         default='122',
         help='122: resize 124-132, crop 122, test at 128 (the recipe); 32: pad-4 crops at 32',
     )
-    add('--seed', type=_non_negative, help='seed of the shuffling, augmentation and init')
+    add(
+        '--arch',
+        default=registry.DEFAULT_ARCH,
+        help=f'the model: {", ".join(registry.names())}, or an import path package.module:Factory '
+        '(called with the class count)',
+    )
+    add(
+        '--init',
+        choices=INITIALIZERS,
+        help="the convolutions' initialization: orthonormal (the reference trainer's, "
+        "SqueezeNet's default) or he (He-normal)",
+    )
+    add(
+        '--plain',
+        action='store_true',
+        help='on the CPU, run the model as plain Chainer functions instead of its fast path',
+    )
+    add(
+        '--seed',
+        type=validators.argtype(validators.seed),
+        help='seed of the initialization, shuffling and augmentation (0..2**32-1)',
+    )
     add('--img-dir', default='img', help='folder of loss.jpg and accuracy.jpg')
     add(
         '--workers',
         type=_non_negative,
-        default=min(os.cpu_count() or 1, 16),
+        default=default_workers(),
         help='augmentation processes (0: in the training process)',
     )
     add('--keep', type=_positive, default=3, help='snapshots to keep')
@@ -134,23 +136,58 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
 
 def parse_args(
     argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None
-) -> argparse.Namespace:
-    """Parse and cross-check the flags; a bad value exits with a one-line message."""
+) -> TrainOptions:
+    """Parse and cross-check the flags; a bad value exits with a one-line message (status 2)."""
     parser = parser or build_parser()
     args = parser.parse_args(argv)
-    if args.batch % args.train_batch_divide:
-        parser.error(
-            f'argument -b/--batch: {args.batch} is not divisible by '
-            f'-trb/--train_batch_divide {args.train_batch_divide}'
-        )
-    if args.gpu < -1:
-        parser.error(f'argument -g/--gpu: must be -1 (CPU) or a GPU id, got {args.gpu}')
-    if args.communicator not in (None, *CPU_COMMUNICATORS) and args.gpu < 0:
-        parser.error(
-            f'argument --communicator: {args.communicator} needs GPUs (-g 0); on the CPU use naive'
-        )
     if args.progress is None:
         args.progress = sys.stdout.isatty()
-    if args.start_epoch > args.epoch:
-        parser.error(f'argument -s/--start_epoch: {args.start_epoch} is past -e {args.epoch}')
-    return args
+    try:
+        return TrainOptions.make(args)
+    except OptionError as error:
+        parser.error(str(error))
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of predict and serve that say which model to load and how it was trained.
+
+    ``--arch``, ``--dataset`` and ``--preset`` default to what the run's ``run.json`` beside
+    the weights says (else squezenet, cifar10, 122); a flag that contradicts it is refused.
+    """
+    add = parser.add_argument
+    add('-m', '--model', required=True, help='model.npz or snapshot_epoch_N written by training')
+    add(
+        '--preset',
+        choices=PRESETS,
+        help="the preset the model was trained with (default: the run's, else 122): its test "
+        'transform is applied after resizing each image to 32x32',
+    )
+    add(
+        '--dataset',
+        choices=sorted(DATASETS),
+        help="the class names (default: the run's, else cifar10)",
+    )
+    add('--arch', help="the model (default: the run's, else squeezenet); see main.py --help")
+    add(
+        '-g',
+        '--gpu',
+        type=validators.argtype(validators.integer, -1),
+        default=-1,
+        help='GPU id, -1 for the CPU',
+    )
+    add('--top', type=_positive, default=3, help='classes to show per image')
+
+
+def build_predict_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The command line of ``predict``: a model and image files."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description='Print the most probable classes of each image file (any size, PNG or '
+        'JPEG, any colour mode): resized to 32x32 like CIFAR, then preprocessed like the test '
+        'set. Exit status 1 if any input failed.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_model_arguments(parser)
+    parser.add_argument('images', nargs='+', help='image files')
+    parser.add_argument('--json', action='store_true', help='print a JSON list instead of lines')
+    return parser

@@ -16,35 +16,76 @@ from pathlib import Path
 
 import numpy as np
 
-URLS = {
-    'cifar10': 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz',
-    'cifar100': 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz',
-}
-# Per data set: the folder inside the archive, train and test members, the metadata
-# member, and the keys of the labels and of the label names.
-LAYOUTS = {
-    'cifar10': (
-        'cifar-10-batches-py',
-        [f'data_batch_{i}' for i in range(1, 6)],
-        ['test_batch'],
-        'batches.meta',
-        b'labels',
-        b'label_names',
-    ),
-    'cifar100': (
-        'cifar-100-python',
-        ['train'],
-        ['test'],
-        'meta',
-        b'fine_labels',
-        b'fine_label_names',
-    ),
-}
-N_CLASSES = {'cifar10': 10, 'cifar100': 100}
+from trainer.errors import DataError
+
+CIFAR10_NAMES = tuple('airplane automobile bird cat deer dog frog horse ship truck'.split())
+# CIFAR-100's fine_label_names in the official (label) order, which is alphabetical.
+CIFAR100_NAMES = tuple(
+    """
+    apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+    butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch
+    crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo
+    keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain
+    mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain
+    plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk
+    skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank
+    telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf
+    woman worm
+    """.split()
+)
 
 
-class DataError(ValueError):
-    """The data set could not be read; the message names the path and what is wrong."""
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a CIFAR data set comes from and how its official python archive is laid out.
+
+    Args:
+        url: the official download.
+        folder: the folder inside the archive.
+        train_members, test_members: the pickled batches of each split.
+        meta_member: the batch holding the class names.
+        label_key, names_key: the keys of the labels and of the class names.
+        label_names: the class names in label order (also in the archive's metadata).
+    """
+
+    url: str
+    folder: str
+    train_members: tuple[str, ...]
+    test_members: tuple[str, ...]
+    meta_member: str
+    label_key: bytes
+    names_key: bytes
+    label_names: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_names)
+
+
+DATASETS = {
+    'cifar10': DatasetSpec(
+        url='https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz',
+        folder='cifar-10-batches-py',
+        train_members=tuple(f'data_batch_{i}' for i in range(1, 6)),
+        test_members=('test_batch',),
+        meta_member='batches.meta',
+        label_key=b'labels',
+        names_key=b'label_names',
+        label_names=CIFAR10_NAMES,
+    ),
+    'cifar100': DatasetSpec(
+        url='https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz',
+        folder='cifar-100-python',
+        train_members=('train',),
+        test_members=('test',),
+        meta_member='meta',
+        label_key=b'fine_labels',
+        names_key=b'fine_label_names',
+        label_names=CIFAR100_NAMES,
+    ),
+}
+"""Every data set the trainer reads, by its --dataset name: the one table of them."""
+N_CLASSES = {name: spec.n_classes for name, spec in DATASETS.items()}
 
 
 @dataclass(frozen=True)
@@ -77,26 +118,28 @@ def load_cifar(name: str = 'cifar10', path: str | os.PathLike | None = None) -> 
     Raises DataError with a one-line message for anything unusable: a missing path, a
     truncated or foreign file, wrong shapes or labels, or no network and no path.
     """
-    if name not in LAYOUTS:
-        raise DataError(f'unknown dataset {name!r}: choose one of {", ".join(LAYOUTS)}')
+    if name not in DATASETS:
+        raise DataError(f'unknown dataset {name!r}: choose one of {", ".join(DATASETS)}')
+    spec = DATASETS[name]
     if path is None:
         path = download(name)
     path = Path(path)
     if not path.exists():
         raise DataError(f'{path}: no such file or directory')
-    folder, train_members, test_members, meta_member, label_key, names_key = LAYOUTS[name]
+    folder = spec.folder
     read = _archive_reader(path, folder) if path.is_file() else _folder_reader(path, folder)
-    meta = read(meta_member)
+    meta = read(spec.meta_member)
     try:
-        label_names = [n.decode() if isinstance(n, bytes) else n for n in meta[names_key]]
+        names = meta[spec.names_key]
+        label_names = [n.decode() if isinstance(n, bytes) else n for n in names]
     except (KeyError, TypeError, AttributeError):
-        raise DataError(f'{path}: {meta_member} has no {names_key.decode()}') from None
-    if len(label_names) != N_CLASSES[name]:
+        raise DataError(f'{path}: {spec.meta_member} has no {spec.names_key.decode()}') from None
+    if len(label_names) != spec.n_classes:
         raise DataError(
-            f'{path}: {meta_member} names {len(label_names)} classes, not {N_CLASSES[name]}'
+            f'{path}: {spec.meta_member} names {len(label_names)} classes, not {spec.n_classes}'
         )
-    train = _split(path, read, train_members, label_key, N_CLASSES[name])
-    test = _split(path, read, test_members, label_key, N_CLASSES[name])
+    train = _split(path, read, spec.train_members, spec.label_key, spec.n_classes)
+    test = _split(path, read, spec.test_members, spec.label_key, spec.n_classes)
     return Cifar(train, test, label_names)
 
 
@@ -104,7 +147,7 @@ def download(name: str) -> str:
     """Fetch the official archive into Chainer's download cache (once) and return its path."""
     import chainer
 
-    url = URLS[name]
+    url = DATASETS[name].url
     try:
         return chainer.dataset.cached_download(url)
     except (urllib.error.URLError, OSError) as error:
@@ -158,7 +201,7 @@ def _unpickle(path: Path, member: str, raw: bytes) -> dict:
     return batch
 
 
-def _split(path: Path, read, members: list[str], label_key: bytes, n_classes: int) -> Split:
+def _split(path: Path, read, members: tuple[str, ...], label_key: bytes, n_classes: int) -> Split:
     images, labels = [], []
     for member in members:
         batch = read(member)

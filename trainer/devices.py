@@ -2,9 +2,7 @@
 
 import chainer
 
-
-class DeviceError(RuntimeError):
-    """The requested device cannot be used; the message says what to do instead."""
+from trainer.errors import DeviceError
 
 
 def get_device(gpu: int) -> chainer.backend.Device:

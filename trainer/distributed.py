@@ -79,7 +79,9 @@ def rank_seed(seed: int | None, comm: Communicator | None) -> int | None:
 
     Rank 0 (and a run without MPI) keeps ``seed``; None stays None.
     """
-    return None if seed is None or comm is None else seed + comm.rank
+    if seed is None:
+        return None
+    return seed if comm is None else (seed + comm.rank) % 2**32
 
 
 def device_id(gpu: int, comm: Communicator | None) -> int:
@@ -88,6 +90,11 @@ def device_id(gpu: int, comm: Communicator | None) -> int:
     One rank per GPU: with ``-g`` 0 or more every rank uses GPU ``comm.intra_rank``.
     """
     return gpu if comm is None or gpu < 0 else comm.intra_rank
+
+
+def broadcast(value: Any, comm: Communicator | None) -> Any:
+    """Rank 0's ``value`` on every rank (``value`` itself without MPI)."""
+    return value if comm is None else comm.bcast_obj(value, root=0)
 
 
 def barrier(comm: Communicator | None) -> None:

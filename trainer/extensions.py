@@ -1,115 +1,14 @@
-"""Only what Chainer's own extensions lack: a compact log file, loss/accuracy plots with
-labeled axes, a non-finite loss guard, a start at epoch N, and extra log figures."""
+"""Only what Chainer's own extensions lack: a non-finite loss guard, a start at epoch N, and
+extra log figures. (Snapshots, the log file and plots: ``trainer.run_folder.SaveEpoch``.)"""
 
-import json
-import os
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path
 
 import chainer
 import numpy as np
 from chainer.serializers import npz
 from chainer.training import extension
 
-PLOTS = {
-    'loss.jpg': ('loss', [('main/loss', 'train'), ('validation/main/loss', 'test')]),
-    'accuracy.jpg': (
-        'accuracy',
-        [('main/accuracy', 'train'), ('validation/main/accuracy', 'test')],
-    ),
-}
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
-def write_atomically(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(temporary_path)``, then rename it to ``path``: never a half-written file."""
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class _LogWriter(extension.Extension):
-    """Base of the extensions that turn the LogReport's log into a file after each epoch."""
-
-    trigger = (1, 'epoch')
-    priority = extension.PRIORITY_READER - 1  # after LogReport has appended the epoch
-
-    def __init__(self, path: str | os.PathLike, log_name: str = 'LogReport') -> None:
-        self.path = Path(path)
-        self.log_name = log_name
-
-    def __call__(self, trainer: chainer.training.Trainer) -> None:
-        self.write(trainer.get_extension(self.log_name).log)
-
-    def write(self, log: list[dict]) -> None:
-        raise NotImplementedError
-
-
-class WriteLog(_LogWriter):
-    """Writes the LogReport's log to ``path`` as JSON, one epoch per line, atomically.
-
-    LogReport's own file is indented (a 100-class confusion matrix would take 10,000 lines
-    an epoch); this one stays a valid JSON list that ``json.load`` reads back.
-
-    Args:
-        path: the log file (``log.json`` in the save path).
-        log_name: name of the LogReport extension to read.
-    """
-
-    def write(self, log: list[dict]) -> None:
-        lines = ',\n'.join(json.dumps(entry) for entry in log)
-
-        def dump(tmp: str) -> None:
-            with open(tmp, 'w') as f:
-                f.write(f'[\n{lines}\n]\n')
-
-        write_atomically(self.path, dump)
-
-
-class PlotLog(_LogWriter):
-    """Redraws ``loss.jpg`` and ``accuracy.jpg`` in the folder ``path`` from the log.
-
-    Drawn from the whole log each time, so a resumed run's plots show every epoch.
-    Each image is written to a temporary file and renamed, never left half-written.
-    Chainer's PlotReport draws no axis labels and writes only under the trainer's out.
-
-    Args:
-        path: folder of the images (made if missing).
-        log_name: name of the LogReport extension to read.
-    """
-
-    def write(self, log: list[dict]) -> None:
-        import matplotlib
-
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-
-        self.path.mkdir(parents=True, exist_ok=True)
-        for file_name, (ylabel, series) in PLOTS.items():
-            figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
-            for key, label in series:
-                points = [(entry['epoch'], entry[key]) for entry in log if key in entry]
-                if points:
-                    axes.plot(*zip(*points, strict=True), marker='.', label=label)
-            axes.set_xlabel('epoch')
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-            axes.set_ylabel(ylabel)
-            axes.grid(alpha=0.3)
-            if axes.lines:
-                axes.legend()
-            figure.tight_layout()
-            try:
-                write_atomically(self.path / file_name, partial(figure.savefig, format='jpeg'))
-            finally:
-                plt.close(figure)
+from trainer.errors import NonFiniteLossError
 
 
 class NonFiniteGuard(extension.Extension):
@@ -145,8 +44,8 @@ class NonFiniteGuard(extension.Extension):
             if found:
                 raise NonFiniteLossError(
                     f'{self.key} became NaN or infinite in epoch {updater.epoch_detail:.2f} '
-                    f'(iteration {updater.iteration}); try a lower --lr. The last snapshot '
-                    'was kept.'
+                    f'(iteration {updater.iteration}); try a lower --lr. The last good epoch '
+                    'is kept: its snapshot, model.npz and optimizer.npz.'
                 )
 
 
@@ -183,7 +82,8 @@ class StartAt(extension.Extension):
             leaf = key.rsplit('/', 1)[-1]
             if leaf in values:
                 state[key] = np.asarray(values[leaf])
-        npz.NpzDeserializer(state).load(trainer)
+        # not strict: an optimizer without a loaded state (-m without -o) has none to set
+        npz.NpzDeserializer(state, strict=False).load(trainer)
 
     def __call__(self, trainer: chainer.training.Trainer) -> None:
         pass  # all its work is in initialize

@@ -17,14 +17,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from trainer.predict import (
-    DEFAULT_TOP,
-    ImageError,
-    Predictor,
-    add_model_arguments,
-    integer_from,
-    open_image,
-)
+from trainer import validators
+from trainer.cli import add_model_arguments
+from trainer.errors import ImageError, ServeError
+from trainer.images import open_image
+from trainer.predict import DEFAULT_TOP, Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +34,6 @@ TIMEOUT = 30  # seconds a connection may stall before it is dropped
 LINGER_BYTES = 64 * 2**20
 LINGER_SECONDS = 2.0
 ROUTES = {'/health': 'GET', '/predict': 'POST'}
-
-
-class ServeError(OSError):
-    """The server cannot start; the message says where and why."""
 
 
 class PredictionServer(ThreadingHTTPServer):
@@ -116,15 +109,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def _predict(self, query: dict) -> None:
         try:
-            top = integer_from(1)(query.get('top', [str(self.server.top)])[-1])
-        except argparse.ArgumentTypeError as error:
+            top = validators.positive(query.get('top', [str(self.server.top)])[-1])
+        except ValueError as error:
             return self._error(400, f'top {error}')
         length = self.headers.get('Content-Length')
         if length is None or 'Transfer-Encoding' in self.headers:  # chunked bodies unsupported
             return self._error(411, 'Content-Length required: send the image bytes as the body')
         try:
-            length = integer_from(0)(length)
-        except argparse.ArgumentTypeError as error:
+            length = validators.non_negative(length)
+        except ValueError as error:
             return self._error(400, f'Content-Length {error}')
         if length > self.server.max_bytes:
             return self._error(413, self._too_large(length))
@@ -243,6 +236,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     add_model_arguments(parser)
     add = parser.add_argument
     add('--host', default='127.0.0.1', help='address to listen on (0.0.0.0: all interfaces)')
-    add('--port', type=integer_from(0, 65535), default=8000, help='TCP port (0: any free one)')
-    add('--max-bytes', type=integer_from(1), default=MAX_BYTES, help='largest image upload')
+    add(
+        '--port',
+        type=validators.argtype(validators.integer, 0, 65535),
+        default=8000,
+        help='TCP port (0: any free one)',
+    )
+    add(
+        '--max-bytes',
+        type=validators.argtype(validators.positive),
+        default=MAX_BYTES,
+        help='largest image upload',
+    )
     return parser

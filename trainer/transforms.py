@@ -2,8 +2,9 @@
 
 They return ``(float32 CHW, label)`` and run per image, in the iterator's worker
 processes. Chainer's MultiprocessIterator does not reseed its workers, so each random
-transform draws from its own generator, created once per process: with a seed the
-results are reproducible within a process and still differ between workers.
+transform draws from its own generator, created once per process: seeded with ``[seed]``
+in the process that made it (so ``--workers 0`` runs repeat exactly) and ``[seed, pid]``
+in a worker (so workers differ). Sizes and constants are the recipe's (trainer.recipe).
 """
 
 import os
@@ -11,15 +12,16 @@ import os
 import numpy as np
 from PIL import Image
 
-# Per-image normalization: x' = (x - mean(x)) / sqrt(var(x) + NORM_EPS), on the 0-255 scale.
-NORM_EPS = 10.0
+from trainer.recipe import RECIPE
+
 PRESETS = ('122', '32')
 
 
-def normalize(x: np.ndarray) -> np.ndarray:
-    """Per-image standardization over all pixels and channels (0-255 scale), as float32."""
+def normalize(x: np.ndarray, eps: float = RECIPE.norm_eps) -> np.ndarray:
+    """Per-image standardization over all pixels and channels (0-255 scale), as float32:
+    ``(x - mean(x)) / sqrt(var(x) + eps)``."""
     x = x.astype(np.float32)
-    return (x - x.mean()) / np.sqrt(x.var() + NORM_EPS)
+    return (x - x.mean()) / np.sqrt(x.var() + eps)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -41,7 +43,10 @@ class _Random:
     def rng(self) -> np.random.Generator:
         pid = os.getpid()
         if self._pid != pid:
-            key = None if self.seed is None else [self.seed, pid - self._owner]
+            if self.seed is None:
+                key = None
+            else:
+                key = [self.seed] if pid == self._owner else [self.seed, pid]
             self._pid, self._rng = pid, np.random.default_rng(key)
         return self._rng
 
@@ -59,13 +64,18 @@ class ResizeCropFlip(_Random):
     """
 
     def __init__(
-        self, sizes: tuple[int, int] = (124, 132), crop: int = 122, seed: int | None = None
+        self,
+        sizes: tuple[int, int] = RECIPE.train_resize,
+        crop: int = RECIPE.train_crop,
+        seed: int | None = None,
+        flip: float = RECIPE.flip,
     ) -> None:
         super().__init__(seed)
         if not crop <= sizes[0] <= sizes[1]:
             raise ValueError(f'need crop <= sizes[0] <= sizes[1], got {crop}, {sizes}')
         self.sizes = sizes
         self.crop = crop
+        self.flip = flip
 
     def __call__(self, example: tuple) -> tuple:
         image, label = example
@@ -74,7 +84,7 @@ class ResizeCropFlip(_Random):
         top, left = rng.integers(0, size - self.crop + 1, size=2)
         x = resize(image, size)[:, top : top + self.crop, left : left + self.crop]
         x = normalize(x)
-        if rng.random() < 0.5:
+        if rng.random() < self.flip:
             x = x[:, :, ::-1]
         return np.ascontiguousarray(x), label
 
@@ -87,9 +97,12 @@ class PadCropFlip(_Random):
         seed: seed of the generator; None draws one from the OS.
     """
 
-    def __init__(self, pad: int = 4, seed: int | None = None) -> None:
+    def __init__(
+        self, pad: int = RECIPE.quick_pad, seed: int | None = None, flip: float = RECIPE.flip
+    ) -> None:
         super().__init__(seed)
         self.pad = pad
+        self.flip = flip
 
     def __call__(self, example: tuple) -> tuple:
         image, label = example
@@ -98,7 +111,7 @@ class PadCropFlip(_Random):
         padded = np.pad(image, ((0, 0), (self.pad, self.pad), (self.pad, self.pad)))
         top, left = rng.integers(0, 2 * self.pad + 1, size=2)
         x = normalize(padded[:, top : top + h, left : left + w])
-        if rng.random() < 0.5:
+        if rng.random() < self.flip:
             x = x[:, :, ::-1]
         return np.ascontiguousarray(x), label
 
@@ -106,7 +119,7 @@ class PadCropFlip(_Random):
 class ResizeNormalize:
     """Test: bilinear resize to ``size`` x ``size`` (None keeps the input size), normalize."""
 
-    def __init__(self, size: int | None = 128) -> None:
+    def __init__(self, size: int | None = RECIPE.test_size) -> None:
         self.size = size
 
     def __call__(self, example: tuple) -> tuple:
@@ -122,7 +135,8 @@ def make_transforms(preset: str = '122', seed: int | None = None) -> tuple:
     '32' trains on pad-4 crops at the native 32x32 and tests at 32x32, for quick CPU runs.
     """
     if preset == '122':
-        return ResizeCropFlip((124, 132), 122, seed), ResizeNormalize(128)
+        train = ResizeCropFlip(RECIPE.train_resize, RECIPE.train_crop, seed, RECIPE.flip)
+        return train, ResizeNormalize(RECIPE.test_size)
     if preset == '32':
-        return PadCropFlip(4, seed), ResizeNormalize(None)
+        return PadCropFlip(RECIPE.quick_pad, seed, RECIPE.flip), ResizeNormalize(None)
     raise ValueError(f'unknown preset {preset!r}: choose one of {", ".join(PRESETS)}')

@@ -1,0 +1,141 @@
+"""The options of one training run: defaults from the recipe, every value checked.
+
+``train(model, epoch=3, batch=32, ...)`` and the command line (``trainer.cli``, which
+converts its Namespace here once) build the same ``TrainOptions``; a bad value is an
+``OptionError`` naming the flag, which the parser prints as its own one-line error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from layers import INITIALIZERS
+from trainer import validators
+from trainer.datasets import DATASETS
+from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS
+from trainer.errors import UserError
+from trainer.recipe import RECIPE
+from trainer.registry import DEFAULT_ARCH
+from trainer.transforms import PRESETS
+
+
+class OptionError(UserError, ValueError):
+    """An option value that cannot be used; the message names the flag."""
+
+
+def default_workers() -> int:
+    """One augmentation process per core, at most 16."""
+    return min(os.cpu_count() or 1, 16)
+
+
+@dataclass
+class TrainOptions:
+    """Everything a training run is told. Field names are the command line's destinations.
+
+    The recipe's knobs (``epoch``, ``batch``, ``lr``) default to ``trainer.recipe.RECIPE``.
+    """
+
+    save_path: str = './'
+    epoch: int = RECIPE.epochs
+    batch: int = RECIPE.batch
+    gpu: int = -1
+    start_epoch: int = 1
+    train_batch_divide: int = 1
+    test_batch_divide: int = 1
+    lr: float = RECIPE.lr
+    load_model: str | None = None
+    load_optimizer: str | None = None
+    load_log: str | None = None
+    data: str | None = None
+    dataset: str = 'cifar10'
+    preset: str = '122'
+    seed: int | None = None
+    img_dir: str = 'img'
+    workers: int = field(default_factory=default_workers)
+    keep: int = 3
+    communicator: str | None = None
+    progress: bool = False
+    arch: str = DEFAULT_ARCH
+    init: str | None = None
+    plain: bool = False
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    @classmethod
+    def make(cls, options: object | None = None, **overrides) -> TrainOptions:
+        """Options from a TrainOptions, an argparse Namespace or None, then ``overrides``."""
+        if options is None:
+            values = {}
+        elif isinstance(options, TrainOptions):
+            values = dataclasses.asdict(options)
+        else:
+            names = {f.name for f in dataclasses.fields(cls)}
+            values = {k: v for k, v in vars(options).items() if k in names}
+        unknown = sorted(overrides.keys() - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise OptionError(f'unknown training option {unknown[0]!r}')
+        return cls(**{**values, **overrides})
+
+    def check(self) -> None:
+        """Raise OptionError for the first unusable value (flag named, value shown)."""
+        for name, (flag, check) in _FIELD_CHECKS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                check(str(value))
+            except ValueError as error:
+                raise OptionError(f'argument {flag}: {error}') from None
+        for name, flag, choices in (
+            ('dataset', '--dataset', sorted(DATASETS)),
+            ('preset', '--preset', PRESETS),
+            ('communicator', '--communicator', (None, *COMMUNICATORS)),
+            ('init', '--init', (None, *INITIALIZERS)),
+        ):
+            if getattr(self, name) not in choices:
+                raise OptionError(
+                    f'argument {flag}: invalid choice {getattr(self, name)!r} (choose from '
+                    f'{", ".join(str(c) for c in choices if c is not None)})'
+                )
+        if self.batch % self.train_batch_divide:
+            raise OptionError(
+                f'argument -b/--batch: {self.batch} is not divisible by '
+                f'-trb/--train_batch_divide {self.train_batch_divide}'
+            )
+        if self.gpu < -1:
+            raise OptionError(f'argument -g/--gpu: must be -1 (CPU) or a GPU id, got {self.gpu}')
+        if self.communicator not in (None, *CPU_COMMUNICATORS) and self.gpu < 0:
+            raise OptionError(
+                f'argument --communicator: {self.communicator} needs GPUs (-g 0); on the CPU '
+                'use naive'
+            )
+        if self.start_epoch > self.epoch:
+            raise OptionError(
+                f'argument -s/--start_epoch: {self.start_epoch} is past -e {self.epoch}'
+            )
+        if self.start_epoch > 1 and self.load_model is None:
+            raise OptionError(
+                f'argument -s/--start_epoch: -s {self.start_epoch} continues from weights: '
+                'give them with -m model.npz (and -o optimizer.npz, -l log.json if you have them)'
+            )
+
+    def model_options(self) -> dict:
+        """The options passed to the architecture's factory (None: its own default)."""
+        return {'init': self.init, 'fast': False if self.plain else None}
+
+
+_FIELD_CHECKS = {
+    'epoch': ('-e/--epoch', validators.positive),
+    'batch': ('-b/--batch', validators.positive),
+    'gpu': ('-g/--gpu', validators.integer),
+    'start_epoch': ('-s/--start_epoch', validators.positive),
+    'train_batch_divide': ('-trb/--train_batch_divide', validators.positive),
+    'test_batch_divide': ('-teb/--test_batch_divide', validators.positive),
+    'lr': ('-lr/--lr', validators.positive_float),
+    'seed': ('--seed', validators.seed),
+    'workers': ('--workers', validators.non_negative),
+    'keep': ('--keep', validators.positive),
+}

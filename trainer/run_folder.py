@@ -1,0 +1,540 @@
+"""The run folder: the one place that knows its format, writes it and reads it back.
+
+A run folder (``-p``) is the unit of a result. What it holds:
+
+- ``run.json``: the settings that define the run (architecture, data set and its size,
+  preset, batch, ``-trb``, lr, seed, processes), the epochs asked for, and one entry per
+  session (command line, resolved options, versions, device, git commit). A resume whose
+  settings differ is refused; prediction reads the architecture, data set and preset here.
+- ``snapshot_epoch_N``: the whole ``chainer.training.Trainer`` after epoch N (model,
+  optimizer, iterator, log), an npz file. Snapshots are the truth: found by exact name and
+  epoch number, never by time; the last ``--keep`` are kept.
+- ``model.npz``, ``optimizer.npz``, ``log.json`` (and the plots in ``--img-dir``): views of
+  the newest snapshot, written from its arrays right after it, and written again from it
+  whenever a run opens the folder. So they always hold the newest finished epoch that has
+  a snapshot, even after a crash between two writes.
+- ``.lock``: held (``flock``) by the run using the folder; the kernel releases it when the
+  process ends, however it ends.
+
+Every file is written to a temporary name, flushed to disk and renamed: a crash never
+leaves a half-written file, and temporaries left by a killed run are removed at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import chainer
+import numpy as np
+from chainer.serializers import npz
+from chainer.training import extension
+
+from trainer.errors import ModelFileError, RunFolderError
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = 'run.json'
+MODEL_FILE = 'model.npz'
+OPTIMIZER_FILE = 'optimizer.npz'
+LOG_FILE = 'log.json'
+LOCK_FILE = '.lock'
+SNAPSHOT = 'snapshot_epoch_{}'
+SNAPSHOT_NAME = re.compile(r'snapshot_epoch_([1-9][0-9]*)')
+DAMAGED_SUFFIX = '.damaged'
+FORMAT = 1
+# Where a snapshot keeps each part: the trainer's serialization of updater -> optimizer
+# 'main' -> its target L.Classifier -> predictor; the optimizer; LogReport's log (JSON).
+MODEL_PREFIX = 'updater/model:main/predictor/'
+OPTIMIZER_PREFIX = 'updater/optimizer:main/'
+LOG_KEY = 'extensions/LogReport/_log'
+EPOCH_KEY = 'updater/iterator:main/epoch'
+# Settings that define a run: a resume must not change them (the epochs may grow).
+DEFINING = (
+    'arch',
+    'dataset',
+    'train_images',
+    'test_images',
+    'preset',
+    'batch',
+    'train_batch_divide',
+    'lr',
+    'seed',
+    'processes',
+)
+TEMPORARY = re.compile(r'\..+\.(\d+)\.tmp')
+
+
+# --- writing files safely ---------------------------------------------------------------
+
+
+def temporary_path(path: Path) -> Path:
+    """The temporary name ``path`` is written under before the rename: ``.name.PID.tmp``."""
+    return path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(temporary)``, flush it to disk, rename it to ``path``.
+
+    Never a half-written ``path``; on any error the temporary is removed and the error
+    propagates (``path``, if it existed, is unchanged).
+    """
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        write(str(tmp))
+        with open(tmp, 'rb') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the rename itself, on file systems that allow it
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as a compressed npz file, atomically (as Chainer's save_npz does)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, 'wb') as f:
+            np.savez_compressed(f, **arrays)
+
+    write_atomically(path, write)
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Remove temporaries that killed runs left in ``folder``; return what was removed.
+
+    Ours are ``.NAME.PID.tmp``; one whose process still runs (another run writing plots to
+    a shared ``--img-dir``) is left alone. Chainer's own snapshot writer's ``tmp*`` folders
+    (runs of older versions) go too.
+    """
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        match = TEMPORARY.fullmatch(path.name)
+        if match and path.is_file() and not _running(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        elif path.is_dir() and path.name.startswith(('tmpsnapshot_epoch_', 'tmpmodel.npz')):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process writes nothing yet when it cleans up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- reading npz files ------------------------------------------------------------------
+
+
+def read_npz(path: str | os.PathLike, what: str = 'model.npz or snapshot_epoch_N') -> dict:
+    """Every array of an npz file, fully read (so a damaged file fails here, not later).
+
+    Raises ModelFileError with one line for a missing, foreign or damaged file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f'{path}: no such file')
+    if not path.is_file():
+        raise ModelFileError(f'{path}: not a file')
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f'{path}: not an npz file ({what})')
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ModelFileError(f'{path}: damaged or foreign npz file ({error})') from None
+
+
+def model_arrays(arrays: dict, path: str | os.PathLike) -> tuple[str, dict]:
+    """('model' or 'snapshot', the model's arrays) of a ``model.npz`` or a snapshot's arrays."""
+    if any(key.startswith(MODEL_PREFIX) for key in arrays):
+        return 'snapshot', _strip(arrays, MODEL_PREFIX)
+    if any(key.startswith('updater/') for key in arrays):
+        raise ModelFileError(f'{path}: a trainer snapshot without weights under {MODEL_PREFIX}')
+    if {'t', 'epoch'} <= arrays.keys():
+        raise ModelFileError(
+            f'{path}: an optimizer state (optimizer.npz), not model weights; '
+            'use model.npz or a snapshot_epoch_N'
+        )
+    return 'model', arrays
+
+
+def _strip(arrays: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def load_weights(model: chainer.Link, path: str | os.PathLike, n_classes: int | None = None) -> str:
+    """Load ``model.npz`` or a snapshot's weights into ``model``; return 'model' or 'snapshot'.
+
+    Every array the model has must be in the file with its shape and dtype, finite, and
+    nothing else may be, so a file of another kind, architecture or precision, or with
+    diverged weights, is refused before anything is loaded. With ``n_classes``, weights for
+    another class count are named as such. Raises ModelFileError with a one-line message.
+    """
+    kind, weights = model_arrays(read_npz(path), path)
+    check_weights(path, kind, weights, model, n_classes)
+    npz.NpzDeserializer(weights, strict=True).load(model)
+    return kind
+
+
+def check_weights(
+    path: str | os.PathLike, kind: str, weights: dict, model: chainer.Link, n_classes: int | None
+) -> None:
+    """Raise ModelFileError unless ``weights`` fit ``model`` exactly and are usable."""
+    expected = npz.serialize(model)
+    missing = sorted(expected.keys() - weights.keys())
+    unknown = sorted(weights.keys() - expected.keys())
+    if missing or unknown:
+        raise ModelFileError(
+            f"{path}: {kind} weights of another architecture: {len(missing)} of the model's "
+            f'{len(expected)} arrays missing{_example(missing)}, {len(unknown)} '
+            f'unknown{_example(unknown)}'
+        )
+    wrong = [
+        (key, weights[key].shape, np.shape(value))
+        for key, value in sorted(expected.items())
+        if _initialized(value)
+        if weights[key].shape != np.shape(value)
+    ]
+    if wrong:
+        counts = {_class_count(got, want, n_classes) for _, got, want in wrong}
+        if n_classes is not None and None not in counts and len(counts) == 1:
+            raise ModelFileError(
+                f'{path}: weights of a {counts.pop()}-class model, expected {n_classes} classes'
+            )
+        key, got, want = wrong[0]
+        raise ModelFileError(
+            f'{path}: {kind} weights of another architecture: {key} is {got}, the model '
+            f'expects {want}'
+        )
+    for key, value in sorted(expected.items()):
+        array = weights[key]
+        if not _initialized(value):
+            continue
+        want = np.dtype(value.dtype)
+        if want.kind == 'f' and array.dtype != want:
+            raise ModelFileError(f'{path}: {key} is {array.dtype}, the model expects {want}')
+        if array.dtype.kind == 'f' and not np.isfinite(array).all():
+            raise ModelFileError(
+                f'{path}: {key} holds NaN or infinite values (a diverged run?); use an '
+                'earlier snapshot'
+            )
+
+
+def _initialized(value) -> bool:
+    """False for an uninitialized parameter (serialized as None), which takes any shape."""
+    dtype = getattr(value, 'dtype', None)
+    return dtype is not None and dtype.kind != 'O'
+
+
+def _example(keys: list[str]) -> str:
+    return f' (e.g. {keys[0]})' if keys else ''
+
+
+def _class_count(got: tuple, want: tuple, n_classes: int | None) -> int | None:
+    """The file's class count when ``got`` differs from ``want`` only on a class axis."""
+    if len(got) != len(want):
+        return None
+    differ = [axis for axis in range(len(got)) if got[axis] != want[axis]]
+    if len(differ) == 1 and want[differ[0]] == n_classes:
+        return got[differ[0]]
+    return None
+
+
+def read_record_beside(path: str | os.PathLike) -> dict | None:
+    """The ``run.json`` in the folder of a weights file, or None if there is none."""
+    record = Path(path).parent / RUN_FILE
+    if not record.is_file():
+        return None
+    try:
+        return _parse_record(record)
+    except RunFolderError:
+        return None
+
+
+def _parse_record(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get('settings'), dict):
+            raise ValueError('no settings')
+        return record
+    except (OSError, ValueError) as error:
+        raise RunFolderError(
+            f'{path}: not a run record of this trainer ({error}); move it away to start over'
+        ) from None
+
+
+# --- the folder ---------------------------------------------------------------------------
+
+
+class RunFolder:
+    """A run's folder (``-p``) and its plot folder (``--img-dir``).
+
+    Args:
+        path: the save folder.
+        img_dir: where the plots go (None: no plots).
+        plot: draws the plots of a log into a folder (``trainer.plots.draw``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        img_dir: str | os.PathLike | None = None,
+        plot: Callable[[Path, list], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.img_dir = None if img_dir is None else Path(img_dir)
+        self.plot = plot
+        self._lock = None
+
+    # Opening ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[RunFolder]:
+        """Make the folders, take the lock, check both writable, remove stale temporaries."""
+        for folder in self._folders():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise RunFolderError(f'{folder}: cannot create ({_reason(error)})') from None
+        self._take_lock()
+        try:
+            for folder in self._folders():
+                _check_writable(folder)
+                for removed in remove_temporaries(folder):
+                    logger.info('removed %s, left by a killed run', removed)
+            yield self
+        finally:
+            self._release_lock()
+
+    def _folders(self) -> list[Path]:
+        return [self.path] + ([self.img_dir] if self.img_dir is not None else [])
+
+    def _take_lock(self) -> None:
+        path = self.path / LOCK_FILE
+        try:
+            handle = open(path, 'a+')
+        except OSError as error:
+            raise RunFolderError(f'{self.path}: not writable ({_reason(error)})') from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or 'another process'
+            handle.close()
+            raise RunFolderError(
+                f'{self.path}: in use by another run (pid {holder}); wait for it to end or '
+                'choose another -p'
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                self._lock.truncate(0)
+            self._lock.close()
+            self._lock = None
+
+    # Snapshots ----------------------------------------------------------------------------
+
+    def snapshots(self) -> list[tuple[int, Path]]:
+        """(epoch, path) of every ``snapshot_epoch_N`` file, oldest first (by N, not time)."""
+        found = []
+        if self.path.is_dir():
+            for path in self.path.iterdir():
+                match = SNAPSHOT_NAME.fullmatch(path.name)
+                if match and path.is_file():
+                    found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def newest_snapshot(self) -> tuple[int, dict] | None:
+        """(epoch, arrays) of the newest snapshot that loads; None when there is none.
+
+        A snapshot that does not load (truncated, garbled, empty, or not a snapshot) is
+        renamed ``snapshot_epoch_N.damaged``, so that it is kept but not picked again, and
+        the next older one is tried.
+        """
+        for epoch, path in reversed(self.snapshots()):
+            try:
+                arrays = read_npz(path, 'a snapshot')
+                if not any(key.startswith(MODEL_PREFIX) for key in arrays):
+                    raise ModelFileError(f'{path}: not a trainer snapshot (no model inside)')
+                stored = int(arrays[EPOCH_KEY]) if EPOCH_KEY in arrays else epoch
+                if stored != epoch or LOG_KEY not in arrays:
+                    raise ModelFileError(f'{path}: not the snapshot of epoch {epoch}')
+                json.loads(str(arrays[LOG_KEY]))
+            except (ModelFileError, ValueError) as error:
+                damaged = path.with_name(path.name + DAMAGED_SUFFIX)
+                os.replace(path, damaged)
+                logger.warning('%s; renamed it to %s, trying the one before', error, damaged.name)
+                continue
+            return epoch, arrays
+        return None
+
+    def commit(self, arrays: dict, epoch: int, keep: int) -> None:
+        """Write epoch ``epoch``'s snapshot, then its views; keep the newest ``keep``."""
+        path = self.path / SNAPSHOT.format(epoch)
+        self._write(path, lambda: save_arrays(path, arrays))
+        self.publish(arrays)
+        for old_epoch, old in self.snapshots()[:-keep]:
+            if old_epoch < epoch:
+                old.unlink(missing_ok=True)
+
+    def publish(self, arrays: dict) -> list[dict]:
+        """Write ``model.npz``, ``optimizer.npz``, ``log.json`` and the plots from a snapshot.
+
+        Returns the log it holds.
+        """
+        log = json.loads(str(arrays[LOG_KEY]))
+        model = self.path / MODEL_FILE
+        optimizer = self.path / OPTIMIZER_FILE
+        self._write(model, lambda: save_arrays(model, _strip(arrays, MODEL_PREFIX)))
+        self._write(optimizer, lambda: save_arrays(optimizer, _strip(arrays, OPTIMIZER_PREFIX)))
+        self.write_log(log)
+        return log
+
+    def write_log(self, log: list[dict]) -> None:
+        """``log.json`` (one epoch per line, a JSON list) and the plots, from ``log``."""
+        path = self.path / LOG_FILE
+        lines = ',\n'.join(json.dumps(entry) for entry in log)
+
+        def dump(tmp: str) -> None:
+            with open(tmp, 'w') as f:
+                f.write(f'[\n{lines}\n]\n' if lines else '[]\n')
+
+        self._write(path, lambda: write_atomically(path, dump))
+        if self.plot is not None and self.img_dir is not None and log:
+            self._write(self.img_dir, lambda: self.plot(self.img_dir, log))
+
+    @staticmethod
+    def _write(path: Path, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except OSError as error:
+            raise RunFolderError(
+                f'{path}: cannot write ({_reason(error)}); the previous files are intact: fix '
+                'that and rerun the same command to resume'
+            ) from None
+
+    # The record -----------------------------------------------------------------------------
+
+    def read_record(self) -> dict | None:
+        """The run's ``run.json``, or None for a new run (or one of an older version)."""
+        path = self.path / RUN_FILE
+        return _parse_record(path) if path.exists() else None
+
+    def write_record(self, record: dict) -> None:
+        path = self.path / RUN_FILE
+
+        def dump(tmp: str) -> None:
+            with open(tmp, 'w') as f:
+                json.dump(record, f, indent=1)
+                f.write('\n')
+
+        self._write(path, lambda: write_atomically(path, dump))
+
+    def check_settings(self, record: dict | None, settings: dict) -> None:
+        """Refuse a resume that would change a defining setting: one line, old and new value."""
+        if record is None:
+            return
+        old = record['settings']
+        for name in DEFINING:
+            if name in old and old[name] != settings.get(name):
+                raise RunFolderError(
+                    f'{self.path}: this run was made with {name} {_show(old[name])}, not '
+                    f'{_show(settings.get(name))}; resuming would change it. Run with the '
+                    'same settings, or start a separate run with another -p'
+                )
+
+
+def _show(value) -> str:
+    return 'none' if value is None else str(value)
+
+
+def _reason(error: OSError) -> str:
+    return (error.strerror or str(error)).lower()
+
+
+def _check_writable(folder: Path) -> None:
+    probe = folder / f'.write-test.{os.getpid()}.tmp'
+    try:
+        with open(probe, 'wb') as f:
+            f.write(b'0')
+    except OSError as error:
+        raise RunFolderError(f'{folder}: not writable ({_reason(error)})') from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+# --- the extension that writes each finished epoch --------------------------------------
+
+
+class SaveEpoch(extension.Extension):
+    """At each epoch's end, after every other extension: the snapshot, then its views.
+
+    The trainer is serialized once; the snapshot file and ``model.npz``, ``optimizer.npz``,
+    ``log.json`` and the plots are all written from those arrays, so they agree.
+
+    Args:
+        folder: the run folder.
+        keep: snapshots to keep.
+    """
+
+    trigger = (1, 'epoch')
+    priority = -1000  # last: every other trigger of this iteration has fired
+
+    def __init__(self, folder: RunFolder, keep: int) -> None:
+        self.folder = folder
+        self.keep = keep
+
+    def __call__(self, trainer: chainer.training.Trainer) -> None:
+        arrays = npz.serialize(trainer)
+        arrays = {key: np.asarray(chainer.backend.CpuDevice().send(v)) for key, v in arrays.items()}
+        self.folder.commit(arrays, trainer.updater.epoch, self.keep)
+
+
+def load_snapshot(trainer: chainer.training.Trainer, arrays: dict, path: Path) -> None:
+    """Load a snapshot's arrays into ``trainer``; its model part must fit exactly.
+
+    The model, optimizer and iterator states must all be there; triggers of extensions
+    the snapshot's run did not have keep their fresh state.
+    """
+    state = npz.serialize(trainer.updater)  # (the trainer serializes only once started)
+    missing = sorted(f'updater/{key}' for key in state if f'updater/{key}' not in arrays)
+    if missing:
+        raise RunFolderError(
+            f'{path}: a snapshot of another model or optimizer ({len(missing)} arrays missing, '
+            f'e.g. {missing[0]}); start a separate run with another -p'
+        )
+    model = trainer.updater.get_optimizer('main').target.predictor
+    check_weights(path, 'snapshot', _strip(arrays, MODEL_PREFIX), model, None)
+    npz.NpzDeserializer(arrays, strict=False).load(trainer)

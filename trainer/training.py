@@ -1,0 +1,342 @@
+"""Assembles a chainer.training.Trainer from the pieces and runs it in a run folder.
+
+The epoch loop is Chainer's: ``AccumulatingUpdater`` does one SGD step per batch and the
+extensions do the rest, at each epoch's end in this order: the non-finite guard,
+evaluation, the log, then ``SaveEpoch`` (the snapshot, then model.npz, optimizer.npz,
+log.json and the plots from it). The lr schedule is an optimizer hook, like weight decay.
+The run folder's format and its guarantees are ``trainer.run_folder``'s. Under MPI
+(``--communicator``, see trainer.distributed) the same trainer runs on every rank, each on
+its shards of the data; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import random
+import sys
+from pathlib import Path
+
+import chainer
+import chainer.links as L
+import numpy as np
+from chainer import iterators
+from chainer.datasets import TransformDataset, TupleDataset
+from chainer.training import extensions
+
+from trainer import distributed, plots, registry
+from trainer.datasets import Cifar, load_cifar
+from trainer.devices import get_device
+from trainer.environment import environment
+from trainer.errors import DataError
+from trainer.evaluator import ClassificationEvaluator
+from trainer.extensions import NonFiniteGuard, StartAt, log_extras
+from trainer.iterators import GuardedMultiprocessIterator
+from trainer.options import OptionError, TrainOptions
+from trainer.recipe import RECIPE, Recipe
+from trainer.run_folder import (
+    FORMAT,
+    ModelFileError,
+    RunFolder,
+    SaveEpoch,
+    load_snapshot,
+    load_weights,
+    read_npz,
+)
+from trainer.schedules import StepSchedule, resolve_milestones
+from trainer.transforms import make_transforms
+from trainer.updaters import AccumulatingUpdater
+
+logger = logging.getLogger(__name__)
+
+PRINTED = [
+    'epoch',
+    'main/loss',
+    'validation/main/loss',
+    'main/accuracy',
+    'validation/main/accuracy',
+    'lr',
+    'train/images_per_sec',
+    'elapsed_time',
+]
+
+
+def make_optimizer(
+    model: chainer.Link, lr: float, epochs: int, recipe: Recipe = RECIPE
+) -> chainer.Optimizer:
+    """The recipe's optimizer on ``model``: MomentumSGD, weight decay, the step schedule.
+
+    The milestones are the recipe's fractions of ``epochs`` (lr / 10 after 50 % and 75 %).
+    """
+    optimizer = chainer.optimizers.MomentumSGD(lr=lr, momentum=recipe.momentum)
+    optimizer.setup(model)
+    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(recipe.weight_decay))
+    milestones = resolve_milestones(recipe.milestones, epochs)
+    optimizer.add_hook(StepSchedule(lr, milestones, recipe.lr_divisor))
+    return optimizer
+
+
+def make_iterators(
+    data: Cifar, options: TrainOptions, comm: distributed.Communicator | None = None
+) -> tuple:
+    """Train (shuffled, repeating) and test iterators over the transformed splits.
+
+    Under MPI (``comm``), over this rank's shards of the splits.
+    """
+    seed = distributed.rank_seed(options.seed, comm)
+    train_transform, test_transform = make_transforms(options.preset, seed)
+    train = TupleDataset(data.train.images, data.train.labels)
+    train = TransformDataset(distributed.shard_train(train, comm, options.seed), train_transform)
+    test = TupleDataset(data.test.images, data.test.labels)
+    test = TransformDataset(distributed.shard_test(test, comm), test_transform)
+    if options.workers == 0:
+        return (
+            iterators.SerialIterator(train, options.batch),
+            iterators.SerialIterator(test, options.batch, repeat=False, shuffle=False),
+        )
+    workers = options.workers
+    return (
+        GuardedMultiprocessIterator(train, options.batch, n_processes=workers),
+        GuardedMultiprocessIterator(
+            test, options.batch, repeat=False, shuffle=False, n_processes=workers
+        ),
+    )
+
+
+def build_trainer(
+    model: chainer.Link,
+    options: TrainOptions,
+    data: Cifar,
+    comm: distributed.Communicator | None = None,
+    folder: RunFolder | None = None,
+) -> chainer.training.Trainer:
+    """A Trainer for ``model`` (images -> logits) with the recipe's optimizer and extensions.
+
+    ``folder`` (default: the run folder of ``options``) receives each finished epoch. With
+    ``comm``, one rank of a data-parallel run: gradients averaged over the ranks, evaluation
+    summed over them, files written and reports printed by rank 0 only.
+    """
+    options = TrainOptions.make(options)
+    folder = folder or RunFolder(options.save_path, options.img_dir, plots.draw)
+    device = get_device(distributed.device_id(options.gpu, comm))
+    device.use()
+    classifier = L.Classifier(model)
+    classifier.to_device(device)
+    optimizer = distributed.wrap_optimizer(
+        make_optimizer(classifier, options.lr, options.epoch), comm
+    )
+    if options.load_model:
+        load_weights(model, options.load_model)
+    if options.load_optimizer:
+        _load_optimizer(optimizer, options.load_optimizer)
+
+    train_iter, test_iter = make_iterators(data, options, comm)
+    updater = AccumulatingUpdater(
+        train_iter, optimizer, divide=options.train_batch_divide, device=device
+    )
+    trainer = chainer.training.Trainer(updater, (options.epoch, 'epoch'), out=str(folder.path))
+
+    root = distributed.is_root(comm)
+    evaluator = ClassificationEvaluator(
+        test_iter,
+        model,
+        data.label_names,
+        divide=options.test_batch_divide,
+        device=device,
+        progress_bar=options.progress and root,
+        comm=comm,
+    )
+    images_per_step = options.batch * distributed.size(comm)
+    log = extensions.LogReport(
+        filename=None,
+        log_name=None,
+        postprocess=distributed.mean_over_ranks(
+            log_extras(optimizer, images_per_step, lambda: evaluator.confusion), comm
+        ),
+    )
+    trainer.extend(NonFiniteGuard())
+    if comm is not None:
+        trainer.extend(distributed.average_persistents(model, comm))
+    trainer.extend(evaluator)
+    trainer.extend(log)
+    if root:
+        trainer.extend(SaveEpoch(folder, options.keep))
+        trainer.extend(extensions.PrintReport(PRINTED))
+    if options.progress and root:
+        trainer.extend(extensions.ProgressBar(update_interval=10))
+    if options.start_epoch > 1:
+        trainer.extend(StartAt(options.start_epoch - 1))
+        if options.load_log:
+            log.log.extend(_read_log(options.load_log, options.start_epoch))
+    return trainer
+
+
+def train(
+    model: chainer.Link,
+    options: TrainOptions | object | None = None,
+    data: Cifar | None = None,
+    **overrides,
+) -> list[dict]:
+    """Train ``model`` in a run folder and return the log entries.
+
+    ``options`` is a ``TrainOptions`` (or an argparse Namespace of the same flags, or None);
+    keywords override its fields: ``train(model, save_path='run', epoch=30, preset='32')``.
+    A folder that holds a snapshot is resumed from its newest one that loads, with the
+    same settings (``run.json``), and ``epoch`` may grow; see ``trainer.run_folder``.
+    The shuffling and augmentation follow ``options.seed``; see ``set_seed`` for the
+    weights. With ``options.communicator``, this process is one rank of a data-parallel run
+    under mpiexec (see trainer.distributed); every rank returns the log that rank 0 writes
+    (but for its own timings). Raises a ``trainer.UserError`` with one line for anything
+    the user can fix.
+    """
+    options = TrainOptions.make(options, **overrides)
+    comm = distributed.create_communicator(options.communicator)
+    with distributed.abort_on_error(comm):
+        get_device(distributed.device_id(options.gpu, comm))  # usable? (one line if not)
+        set_seed(distributed.rank_seed(options.seed, comm))
+        if data is None:
+            data = load_cifar(options.dataset, options.data)
+        _check_batch(options, data, comm)
+        root = distributed.is_root(comm)
+        folder = RunFolder(options.save_path, options.img_dir if root else None, plots.draw)
+        with folder.open() if root else contextlib.nullcontext():
+            settings = run_settings(model, options, data, comm)
+            newest = None
+            if root:
+                record = folder.read_record()
+                folder.check_settings(record, settings)
+                newest = folder.newest_snapshot()
+            done = distributed.broadcast(newest[0] if newest else 0, comm)
+            if done and options.start_epoch > 1:
+                raise OptionError(
+                    f'argument -s/--start_epoch: {folder.path} already holds a run (epoch '
+                    f'{done}); -s starts a new run from -m in an empty -p'
+                )
+            if done > options.epoch:
+                raise OptionError(
+                    f'argument -e/--epoch: {folder.path} holds {done} trained epochs, more than '
+                    f'-e {options.epoch}; give -e {done} or more (or another -p for a new run)'
+                )
+            if root:
+                if newest:
+                    log = folder.publish(newest[1])  # views written again from the snapshot
+                folder.write_record(_record(record, settings, options, comm))
+            if done == options.epoch:
+                logger.info(
+                    'nothing to do: %s already holds the %d epochs of -e %d',
+                    folder.path,
+                    done,
+                    options.epoch,
+                )
+                return distributed.broadcast(log if root else None, comm)
+            trainer = build_trainer(model, options, data, comm, folder)
+            if done:
+                arrays = newest[1] if root else _snapshot_of(folder, done)
+                load_snapshot(trainer, arrays, folder.path / f'snapshot_epoch_{done}')
+                if root:
+                    logger.info('resuming %s after epoch %d', folder.path, done)
+            trainer.run(show_loop_exception_msg=False)  # the CLI prints one line
+    return trainer.get_extension('LogReport').log
+
+
+def set_seed(seed: int | None) -> None:
+    """Seed Python's, NumPy's and (when a GPU is used) CuPy's generators; None does nothing.
+
+    Call it before building the model, so that its initial weights follow the seed too.
+    The augmentation has generators of its own, seeded from ``--seed`` by the transforms.
+    """
+    if seed is None:
+        return
+    from chainer.backends import cuda
+
+    random.seed(seed)
+    np.random.seed(seed)
+    if cuda.available:
+        cuda.cupy.random.seed(seed)
+
+
+def run_settings(
+    model: chainer.Link,
+    options: TrainOptions,
+    data: Cifar,
+    comm: distributed.Communicator | None = None,
+) -> dict:
+    """What defines this run (``run_folder.DEFINING``), plus the model's construction."""
+    return {
+        'arch': _arch_name(model, options.arch),
+        'model_options': {k: v for k, v in options.model_options().items() if v is not None},
+        'n_classes': data.n_classes,
+        'dataset': options.dataset,
+        'train_images': len(data.train),
+        'test_images': len(data.test),
+        'preset': options.preset,
+        'batch': options.batch,
+        'train_batch_divide': options.train_batch_divide,
+        'lr': options.lr,
+        'seed': options.seed,
+        'processes': distributed.size(comm),
+    }
+
+
+def _arch_name(model: chainer.Link, arch: str) -> str:
+    """``arch`` when it builds models of this class, else the class's import path."""
+    cls = type(model)
+    try:
+        if registry.resolve(arch) is cls:
+            return arch
+    except registry.ArchitectureError:
+        pass
+    return f'{cls.__module__}:{cls.__qualname__}'
+
+
+def _record(old: dict | None, settings: dict, options: TrainOptions, comm) -> dict:
+    """``run.json``: the settings, the epochs asked for, and this session appended."""
+    session = {
+        'started': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
+        'argv': sys.argv,
+        'options': {k: v for k, v in vars(options).items()},
+        'environment': environment(distributed.device_id(options.gpu, comm)),
+    }
+    sessions = (old or {}).get('sessions', [])
+    return {
+        'format': FORMAT,
+        'settings': settings,
+        'epochs': options.epoch,
+        'sessions': [*sessions, session],
+    }
+
+
+def _snapshot_of(folder: RunFolder, epoch: int) -> dict:
+    """The arrays of the snapshot rank 0 chose (other ranks read the same file)."""
+    return read_npz(folder.path / f'snapshot_epoch_{epoch}', 'a snapshot')
+
+
+def _check_batch(options: TrainOptions, data: Cifar, comm) -> None:
+    per_rank = len(data.train) // distributed.size(comm)
+    if options.batch > per_rank:
+        where = 'the training set' if comm is None else "each process's share of the training set"
+        raise OptionError(
+            f'argument -b/--batch: {options.batch} is more than {where} ({per_rank} images)'
+        )
+
+
+def _load_optimizer(optimizer: chainer.Optimizer, path: str) -> None:
+    """Load an ``optimizer.npz`` (-o); a file of another kind is one ModelFileError line."""
+    arrays = read_npz(path, 'optimizer.npz')
+    try:
+        chainer.serializers.NpzDeserializer(arrays).load(optimizer)
+    except (KeyError, ValueError) as error:
+        raise ModelFileError(
+            f'{path}: not an optimizer state of this model (optimizer.npz): {error}'
+        ) from None
+
+
+def _read_log(path: str, start_epoch: int) -> list[dict]:
+    """The entries of a ``log.json`` (-l) before ``start_epoch``; DataError if unreadable."""
+    try:
+        entries = json.loads(Path(path).read_text())
+        return [e for e in entries if e.get('epoch', 0) < start_epoch]
+    except (ValueError, OSError, AttributeError, TypeError) as error:
+        raise DataError(f'{path}: not a log.json of this trainer ({error})') from None
