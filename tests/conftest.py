@@ -9,6 +9,7 @@ import chainer_compat  # noqa: F401  (before any test module imports Chainer)
 def pytest_configure(config):
     config.addinivalue_line('markers', 'gpu: needs CuPy and a CUDA GPU')
     config.addinivalue_line('markers', 'mpi: needs mpi4py and mpiexec')
+    config.addinivalue_line('markers', 'slow: a minute or more (make test-quick leaves them out)')
 
 
 def _gpu_missing() -> str | None:

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -146,6 +147,29 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextlib.contextmanager
+def deferred_signals(signums: tuple = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold back Ctrl-C and SIGTERM until the block ends, then deliver them.
+
+    Only the main thread can set handlers; elsewhere the block runs unprotected.
+    """
+    received = []
+    try:
+        previous = {
+            s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in signums
+        }
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)
 
 
 # --- reading npz files ------------------------------------------------------------------
@@ -401,25 +425,30 @@ class RunFolder:
         return None
 
     def commit(self, arrays: dict, epoch: int, keep: int) -> None:
-        """Write epoch ``epoch``'s snapshot, then its views; keep the newest ``keep``."""
+        """Write epoch ``epoch``'s snapshot, then its views; keep the newest ``keep``.
+
+        Ctrl-C and SIGTERM wait until the files are written (a second or so).
+        """
         path = self.path / SNAPSHOT.format(epoch)
-        self._write(path, lambda: save_arrays(path, arrays))
-        self.publish(arrays)
-        for old_epoch, old in self.snapshots()[:-keep]:
-            if old_epoch < epoch:
-                old.unlink(missing_ok=True)
+        with deferred_signals():
+            self._write(path, lambda: save_arrays(path, arrays))
+            self.publish(arrays)
+            for old_epoch, old in self.snapshots()[:-keep]:
+                if old_epoch < epoch:
+                    old.unlink(missing_ok=True)
 
     def publish(self, arrays: dict) -> list[dict]:
         """Write ``model.npz``, ``optimizer.npz``, ``log.json`` and the plots from a snapshot.
 
-        Returns the log it holds.
+        Returns the log it holds. Ctrl-C and SIGTERM wait until the files are written.
         """
         log = json.loads(str(arrays[LOG_KEY]))
         model = self.path / MODEL_FILE
         optimizer = self.path / OPTIMIZER_FILE
-        self._write(model, lambda: save_arrays(model, _strip(arrays, MODEL_PREFIX)))
-        self._write(optimizer, lambda: save_arrays(optimizer, _strip(arrays, OPTIMIZER_PREFIX)))
-        self.write_log(log)
+        with deferred_signals():
+            self._write(model, lambda: save_arrays(model, _strip(arrays, MODEL_PREFIX)))
+            self._write(optimizer, lambda: save_arrays(optimizer, _strip(arrays, OPTIMIZER_PREFIX)))
+            self.write_log(log)
         return log
 
     def write_log(self, log: list[dict]) -> None:

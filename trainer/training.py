@@ -281,13 +281,17 @@ def run_settings(
 
 
 def _arch_name(model: chainer.Link, arch: str) -> str:
-    """``arch`` when it builds models of this class, else the class's import path."""
+    """``arch`` unless it names a class that ``model`` is not; then the class's import path.
+
+    (A model passed to ``train()`` directly need not come from ``--arch``.)
+    """
     cls = type(model)
     try:
-        if registry.resolve(arch) is cls:
-            return arch
+        factory = registry.resolve(arch)
     except registry.ArchitectureError:
-        pass
+        factory = None
+    if factory is cls or (factory is not None and not isinstance(factory, type)):
+        return arch
     return f'{cls.__module__}:{cls.__qualname__}'
 
 
