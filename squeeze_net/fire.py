@@ -3,7 +3,7 @@
 import chainer
 import chainer.functions as F
 
-from layers import BNReLUConv
+from layers import BNReLUConv, nhwc
 
 
 class Fire(chainer.Chain):
@@ -38,3 +38,9 @@ class Fire(chainer.Chain):
     def forward(self, x: chainer.Variable) -> chainer.Variable:
         h = self.squeeze(x)
         return F.concat((self.expand1(h), self.expand3(h)), axis=1)
+
+    def forward_nhwc(self, x: chainer.Variable) -> chainer.Variable:
+        """The same on NHWC NumPy activations; both expands write into one output array."""
+        h = self.squeeze.forward_nhwc(x)
+        expands = (self.expand1, self.expand3)
+        return nhwc.concat_convolutions([(unit.conv, nhwc.bn_relu(unit.bn, h)) for unit in expands])

@@ -5,7 +5,7 @@ import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
 
-from layers import BNReLUConv, make_initializer, max_pooling_2d
+from layers import BNReLUConv, make_initializer, max_pooling_2d, nhwc
 from squeeze_net.fire import Fire
 
 # The paper's Table 1 for v1.0 after conv1 (7x7/2, 96 filters), in order. A fire row is
@@ -39,8 +39,10 @@ class SqueezeNet(chainer.Chain):
         dropout: dropout ratio before conv10, active only when ``chainer.config.train``.
         init: 'orthonormal' (the reference trainer's, default) or 'he' (He-normal), for
             every convolution's weight; biases start at 0 (see ``layers.initializers``).
-        fast_pooling: on NumPy arrays, use ``layers.pooling`` (same results, faster)
-            instead of Chainer's max pooling; GPU arrays always use Chainer's.
+        fast: on NumPy arrays, run the CPU fast path (``layers.nhwc``: NHWC activations,
+            GEMM convolutions, compiled pooling and fused BN + ReLU; same parameters and
+            the same results within float32 rounding); False runs Chainer's plain
+            composition. CuPy arrays always take the plain composition.
     """
 
     def __init__(
@@ -48,12 +50,12 @@ class SqueezeNet(chainer.Chain):
         n_classes: int = 10,
         dropout: float = 0.5,
         init: str = 'orthonormal',
-        fast_pooling: bool = True,
+        fast: bool = True,
     ) -> None:
         super().__init__()
         self.n_classes = n_classes
         self.dropout = dropout
-        self.fast_pooling = fast_pooling
+        self.fast = fast
         initialW = make_initializer(init)
         with self.init_scope():
             self.conv1 = L.Convolution2D(
@@ -66,6 +68,8 @@ class SqueezeNet(chainer.Chain):
             self.conv10 = BNReLUConv(channels, n_classes, 1, initialW=initialW)
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
+        if nhwc.use_fast(x, self.fast):
+            return self.forward_nhwc(x)
         h = self.conv1(x)
         for name, *fire in BODY:
             if not fire:
@@ -76,9 +80,22 @@ class SqueezeNet(chainer.Chain):
         h = F.dropout(h, self.dropout)
         return F.mean(self.conv10(h), axis=(2, 3))
 
+    def forward_nhwc(self, x: chainer.Variable) -> chainer.Variable:
+        """The CPU fast path: NCHW images in, logits out, NHWC activations in between."""
+        h = nhwc.convolution(self.conv1, nhwc.to_nhwc(x))
+        for name, *fire in BODY:
+            if not fire:
+                h = nhwc.max_pooling(h, 3, 2, 1)
+            else:
+                out = self[name].forward_nhwc(h)
+                h = out + h if fire[-1] else out
+        # Dropout on the NCHW view draws its mask in the plain path's order (same seed, same mask).
+        h = nhwc.to_nhwc(F.dropout(nhwc.to_nchw(h), self.dropout))
+        return F.mean(self.conv10.forward_nhwc(h), axis=(1, 2))
+
     def pool(self, x: chainer.Variable) -> chainer.Variable:
-        """3x3 max pooling, stride 2, pad 1, cover_all (PyTorch's ceil_mode=True)."""
-        return max_pooling_2d(x, 3, stride=2, pad=1, fast=self.fast_pooling)
+        """3x3 max pooling, stride 2, pad 1, cover_all (PyTorch's ceil_mode=True), NCHW."""
+        return max_pooling_2d(x, 3, stride=2, pad=1, fast=self.fast)
 
     def count_params(self) -> int:
         """Number of trainable scalars (BatchNormalization running statistics excluded)."""

@@ -1,0 +1,194 @@
+"""Convolutions on NHWC activations as BLAS GEMMs, several written into one concat buffer.
+
+Activations are (N, H, W, C), C-contiguous; weights stay in Chainer's (O, C, kh, kw) layout
+so links, optimizers and snapshots see nothing new. With M = N * out_h * out_w pixels:
+
+- a 1x1 stride-1 convolution is ``y[M, O] = x[M, C] @ W[O, C].T``: no copy at all, and its
+  gradients are two more GEMMs (``gx = gy @ W``, ``gW = gy.T @ x``);
+- a k x k convolution is ``im2col`` (compiled, zero padding included) into a reused scratch
+  matrix ``col[M, kh*kw*C]`` ordered (i, j, c) like the NHWC input, then one GEMM; its input
+  gradient is ``gcol = gy @ W`` and a compiled gather ``col2im``.
+
+Several convolutions with the same output size (a Fire module's two expands) write into
+column slices of one output array, so the concatenation costs nothing; their gradients read
+strided slices of the output gradient, which BLAS takes as they are.
+"""
+
+from dataclasses import dataclass
+
+import chainer
+import chainer.functions as F
+import numpy as np
+from chainer import function_node
+from chainer.utils import conv, type_check
+
+from layers import kernels, workspace
+from layers.fallback import plain_grads, wants_graph
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One convolution of a ``ConvolutionsNHWC``: stride, padding, and whether it has a bias."""
+
+    stride: int = 1
+    pad: int = 0
+    bias: bool = True
+
+
+class ConvolutionsNHWC(function_node.FunctionNode):
+    """Convolutions of NHWC inputs, outputs concatenated along the channels (one array).
+
+    Inputs: for each branch ``x, W`` and, when the branch has a bias, ``b``. All branches
+    must give the same output height and width.
+    """
+
+    def __init__(self, branches: tuple) -> None:
+        self.branches = tuple(branches)
+
+    def _split(self, inputs: tuple) -> list:
+        """(x, W, b or None) per branch, from the flat input tuple."""
+        out, i = [], 0
+        for branch in self.branches:
+            b = inputs[i + 2] if branch.bias else None
+            out.append((inputs[i], inputs[i + 1], b))
+            i += 3 if branch.bias else 2
+        return out
+
+    def _positions(self) -> list:
+        """Index of (x, W, b) of each branch in the flat input tuple (b: None if absent)."""
+        out, i = [], 0
+        for branch in self.branches:
+            out.append((i, i + 1, i + 2 if branch.bias else None))
+            i += 3 if branch.bias else 2
+        return out
+
+    def check_type_forward(self, in_types):
+        n = sum(3 if branch.bias else 2 for branch in self.branches)
+        type_check.expect(in_types.size() == n)
+        for x_type, w_type, b_type in self._split(tuple(in_types)):
+            type_check.expect(
+                x_type.dtype.kind == 'f',
+                w_type.dtype == x_type.dtype,
+                x_type.ndim == 4,
+                w_type.ndim == 4,
+                x_type.shape[3] == w_type.shape[1],
+            )
+            if b_type is not None:
+                type_check.expect(b_type.dtype == x_type.dtype, b_type.ndim == 1)
+
+    def _geometry(self, x: np.ndarray, w: np.ndarray, branch: Branch) -> tuple:
+        n, h, width, _ = x.shape
+        _, _, kh, kw = w.shape
+        out_h = conv.get_conv_outsize(h, kh, branch.stride, branch.pad)
+        out_w = conv.get_conv_outsize(width, kw, branch.stride, branch.pad)
+        return n, out_h, out_w
+
+    def forward_cpu(self, inputs):
+        self.retain_inputs(tuple(range(len(inputs))))
+        parts = self._split(inputs)
+        branches = zip(parts, self.branches, strict=True)
+        shapes = {self._geometry(x, w, br) for (x, w, _), br in branches}
+        if len(shapes) != 1:
+            raise ValueError(f'branches give different output sizes: {sorted(shapes)}')
+        (n, out_h, out_w) = shapes.pop()
+        channels = sum(w.shape[0] for _, w, _ in parts)
+        y = np.empty((n, out_h, out_w, channels), dtype=parts[0][0].dtype)
+        y2 = y.reshape(-1, channels)
+        start = 0
+        for (x, w, b), branch in zip(parts, self.branches, strict=True):
+            stop = start + w.shape[0]
+            out = y2[:, start:stop]
+            np.matmul(self._columns(x, w, branch), _weight_matrix(w).T, out=out)
+            if b is not None:
+                out += b
+            start = stop
+        return (y,)
+
+    def _columns(self, x: np.ndarray, w: np.ndarray, branch: Branch) -> np.ndarray:
+        """The GEMM's left operand: x itself for a 1x1 stride-1 conv, else im2col (scratch)."""
+        x = np.ascontiguousarray(x)
+        _, c, kh, kw = w.shape
+        if kh == kw == 1 and branch.stride == 1 and branch.pad == 0:
+            return x.reshape(-1, c)
+        n, out_h, out_w = self._geometry(x, w, branch)
+        col = workspace.scratch('col', (n * out_h * out_w, kh * kw * c), x.dtype)
+        s, p = branch.stride, branch.pad
+        kernels.im2col(x, col, kh, kw, s, s, p, p, out_h, out_w)
+        return col
+
+    def backward(self, indexes, grad_outputs):
+        inputs = self.get_retained_inputs()
+        if wants_graph():
+            return plain_grads(self.plain, inputs, indexes, grad_outputs)
+        (gy,) = grad_outputs
+        gy2 = gy.array.reshape(-1, gy.shape[3])
+        grads = {}
+        start = 0
+        parts = self._split(tuple(v.array for v in inputs))
+        for (x, w, b), branch, (ix, iw, ib) in zip(
+            parts, self.branches, self._positions(), strict=True
+        ):
+            stop = start + w.shape[0]
+            g = gy2[:, start:stop]
+            start = stop
+            if ib is not None and ib in indexes:
+                grads[ib] = kernels.column_sums(g).astype(b.dtype)
+            wm = _weight_matrix(w)
+            if iw in indexes:
+                gw = np.matmul(g.T, self._columns(x, w, branch))
+                grads[iw] = _weight_from_matrix(gw, w.shape)
+            if ix in indexes:
+                grads[ix] = self._grad_x(g, x, w, wm, branch)
+        return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
+
+    def _grad_x(self, g, x, w, wm, branch: Branch) -> np.ndarray:
+        _, c, kh, kw = w.shape
+        if kh == kw == 1 and branch.stride == 1 and branch.pad == 0:
+            return np.matmul(g, wm).reshape(x.shape)
+        n, out_h, out_w = self._geometry(x, w, branch)
+        gcol = workspace.scratch('gcol', (g.shape[0], wm.shape[1]), x.dtype)
+        np.matmul(g, wm, out=gcol)
+        gx = np.empty(x.shape, dtype=x.dtype)
+        s, p = branch.stride, branch.pad
+        kernels.col2im(gcol, gx, kh, kw, s, s, p, p, out_h, out_w)
+        return gx
+
+    def plain(self, *inputs):
+        """The same function from Chainer's differentiable functions (for double backprop).
+
+        Written as ``F.im2col`` and ``F.matmul`` rather than ``F.convolution_2d``: Chainer
+        7.8.1's CPU deconvolution cannot be differentiated for its weight alone (its
+        ``backward`` passes Variables where shapes are expected), and that is the second
+        derivative a convolution's gradient needs when its output gradient is constant.
+        """
+        ys = []
+        for (x, w, b), branch in zip(self._split(tuple(inputs)), self.branches, strict=True):
+            n, _, _, c = x.shape
+            o, _, kh, kw = w.shape
+            col = F.im2col(F.transpose(x, (0, 3, 1, 2)), (kh, kw), branch.stride, branch.pad)
+            _, k, out_h, out_w = col.shape
+            col = F.reshape(F.transpose(col, (0, 2, 3, 1)), (-1, k))
+            y = F.matmul(col, F.reshape(w, (o, k)), transb=True)
+            if b is not None:
+                y = F.bias(y, b)
+            ys.append(F.reshape(y, (n, out_h, out_w, o)))
+        return (F.concat(ys, axis=3) if len(ys) > 1 else ys[0],)
+
+
+def _weight_matrix(w: np.ndarray) -> np.ndarray:
+    """W (O, C, kh, kw) as the GEMM's (O, kh*kw*C) matrix, columns in im2col's order."""
+    o = w.shape[0]
+    if w.shape[2] == w.shape[3] == 1:
+        return w.reshape(o, -1)
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(o, -1)
+
+
+def _weight_from_matrix(gw: np.ndarray, shape: tuple) -> np.ndarray:
+    """The inverse of ``_weight_matrix``: an (O, kh*kw*C) gradient back to (O, C, kh, kw)."""
+    o, c, kh, kw = shape
+    return np.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
+
+
+def convolutions_nhwc(branches, args) -> chainer.Variable:
+    """Apply ``ConvolutionsNHWC(branches)`` to the flat ``args`` (x, W[, b] per branch)."""
+    return ConvolutionsNHWC(tuple(branches)).apply(tuple(args))[0]

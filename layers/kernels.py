@@ -1,0 +1,230 @@
+"""Compiled CPU loops of the NHWC fast path (Numba, cached on disk after the first call).
+
+Every array here is NHWC (channels innermost) and C-contiguous, so the inner loop of each
+kernel runs over contiguous channels. Only what a BLAS GEMM cannot do is compiled: the
+im2col / col2im of k x k convolutions, max pooling, and batch normalization fused with the
+ReLU that follows it. Each kernel is one pass over its data, parallel over rows (``prange``).
+Reductions accumulate in float64, so the statistics and parameter gradients are closer to
+exact than a float32 sum. No ``fastmath``: NaN and infinity propagate as in NumPy.
+"""
+
+from layers import runtime
+
+runtime.configure()  # before Numba starts its threads
+
+# isort: split
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba import prange  # noqa: E402
+
+_jit = numba.njit(cache=True, parallel=True, nogil=True)
+
+
+@numba.njit(cache=True)
+def _chunks(rows):
+    """Row blocks of a parallel reduction: enough for the threads, few enough to sum fast."""
+    return max(1, min(rows, 64))
+
+
+# -- convolution: im2col / col2im straight into and out of the GEMM layout -----------------
+
+
+@_jit
+def im2col(x, col, kh, kw, sy, sx, py, px, out_h, out_w):
+    """col[(n, oy, ox), (i, j, c)] = x[n, oy*sy - py + i, ox*sx - px + j, c], 0 outside."""
+    n_img, h, w, c = x.shape
+    for row in prange(n_img * out_h):
+        n, oy = row // out_h, row % out_h
+        for ox in range(out_w):
+            m = row * out_w + ox
+            for i in range(kh):
+                y = oy * sy - py + i
+                for j in range(kw):
+                    base = (i * kw + j) * c
+                    xx = ox * sx - px + j
+                    if 0 <= y < h and 0 <= xx < w:
+                        for k in range(c):
+                            col[m, base + k] = x[n, y, xx, k]
+                    else:
+                        for k in range(c):
+                            col[m, base + k] = 0.0
+
+
+@_jit
+def col2im(col, gx, kh, kw, sy, sx, py, px, out_h, out_w):
+    """The adjoint of ``im2col`` as a gather: each input pixel sums the columns that read it."""
+    n_img, h, w, c = gx.shape
+    for row in prange(n_img * h):
+        n, y = row // h, row % h
+        for xx in range(w):
+            for k in range(c):
+                gx[n, y, xx, k] = 0.0
+            for i in range(kh):
+                ty = y + py - i
+                if ty < 0 or ty % sy != 0 or ty // sy >= out_h:
+                    continue
+                oy = ty // sy
+                for j in range(kw):
+                    tx = xx + px - j
+                    if tx < 0 or tx % sx != 0 or tx // sx >= out_w:
+                        continue
+                    m = (n * out_h + oy) * out_w + tx // sx
+                    base = (i * kw + j) * c
+                    for k in range(c):
+                        gx[n, y, xx, k] += col[m, base + k]
+
+
+@_jit
+def column_sums(a):
+    """Float64 sums of the columns of a 2-D array (a bias gradient), parallel over rows."""
+    rows, cols = a.shape
+    blocks = _chunks(rows)
+    partial = np.zeros((blocks, cols), np.float64)
+    for b in prange(blocks):
+        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
+            for k in range(cols):
+                partial[b, k] += a[r, k]
+    return partial.sum(axis=0)
+
+
+# -- max pooling: first maximum in window order, argmax as a small window offset ------------
+
+
+@_jit
+def max_pool(x, y, index, k, s, p):
+    """y = the max of each k x k window (-inf padding); index = its offset i*k + j.
+
+    Ties keep the first maximum in window order and a NaN wins (the first NaN), which is
+    what ``argmax`` over Chainer's im2col gives, so gradients land where Chainer's do.
+    """
+    n_img, h, w, c = x.shape
+    _, out_h, out_w, _ = y.shape
+    for row in prange(n_img * out_h):
+        n, oy = row // out_h, row % out_h
+        for ox in range(out_w):
+            for ch in range(c):
+                y[n, oy, ox, ch] = -np.inf
+                index[n, oy, ox, ch] = 0
+            for i in range(k):
+                yy = oy * s - p + i
+                if yy < 0 or yy >= h:
+                    continue
+                for j in range(k):
+                    xx = ox * s - p + j
+                    if xx < 0 or xx >= w:
+                        continue
+                    offset = i * k + j
+                    for ch in range(c):
+                        v = x[n, yy, xx, ch]
+                        best = y[n, oy, ox, ch]
+                        if v > best or (v != v and best == best):
+                            y[n, oy, ox, ch] = v
+                            index[n, oy, ox, ch] = offset
+
+
+@_jit
+def max_pool_grad(gy, index, gx, k, s, p):
+    """gx[pixel] = the sum of gy over the windows whose argmax is that pixel (a gather)."""
+    n_img, h, w, c = gx.shape
+    _, out_h, out_w, _ = gy.shape
+    for row in prange(n_img * h):
+        n, yy = row // h, row % h
+        for xx in range(w):
+            for ch in range(c):
+                gx[n, yy, xx, ch] = 0.0
+            for i in range(k):
+                ty = yy + p - i
+                if ty < 0 or ty % s != 0 or ty // s >= out_h:
+                    continue
+                oy = ty // s
+                for j in range(k):
+                    tx = xx + p - j
+                    if tx < 0 or tx % s != 0 or tx // s >= out_w:
+                        continue
+                    ox = tx // s
+                    offset = i * k + j
+                    for ch in range(c):
+                        if index[n, oy, ox, ch] == offset:
+                            gx[n, yy, xx, ch] += gy[n, oy, ox, ch]
+
+
+# -- batch normalization fused with the ReLU after it ---------------------------------------
+
+
+@_jit
+def moments(x):
+    """Per-channel mean and (biased) variance of a 2-D (rows, channels) array, in float64."""
+    rows, cols = x.shape
+    blocks = _chunks(rows)
+    s1 = np.zeros((blocks, cols), np.float64)
+    s2 = np.zeros((blocks, cols), np.float64)
+    for b in prange(blocks):
+        start = b * rows // blocks
+        stop = (b + 1) * rows // blocks
+        shift = np.empty(cols, np.float64)  # the block's first row: sums of small numbers
+        for k in range(cols):
+            shift[k] = x[start, k] if stop > start else 0.0
+        for r in range(start, stop):
+            for k in range(cols):
+                d = x[r, k] - shift[k]
+                s1[b, k] += d
+                s2[b, k] += d * d
+        for k in range(cols):  # back to sums about 0 for the merge below
+            n = stop - start
+            s2[b, k] += shift[k] * (2.0 * s1[b, k] + n * shift[k])
+            s1[b, k] += n * shift[k]
+    mean = s1.sum(axis=0) / rows
+    var = s2.sum(axis=0) / rows - mean * mean
+    return mean, np.maximum(var, 0.0)
+
+
+@_jit
+def scale_shift_relu(x, scale, shift, y):
+    """y = max(x * scale + shift, 0) per channel; NaN stays NaN (like ``np.maximum``)."""
+    rows, cols = x.shape
+    for r in prange(rows):
+        for k in range(cols):
+            z = x[r, k] * scale[k] + shift[k]
+            y[r, k] = z if (z > 0 or z != z) else 0.0
+
+
+@_jit
+def bn_relu_grad_sums(gy, y, x, mean):
+    """Sums of g and g * (x - mean), g = gy where the ReLU passed (y > 0), in float64."""
+    rows, cols = x.shape
+    blocks = _chunks(rows)
+    sg = np.zeros((blocks, cols), np.float64)
+    sgx = np.zeros((blocks, cols), np.float64)
+    for b in prange(blocks):
+        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
+            for k in range(cols):
+                g = gy[r, k] * (1.0 if y[r, k] > 0 else 0.0)  # 0 * NaN stays NaN
+                sg[b, k] += g
+                sgx[b, k] += g * (x[r, k] - mean[k])
+    return sg.sum(axis=0), sgx.sum(axis=0)
+
+
+@_jit
+def bn_relu_grad_x(gy, y, x, mean, a, b, d, gx):
+    """gx = a * gy[y > 0] + b * (x - mean) + d per channel (the batch-norm input gradient)."""
+    rows, cols = x.shape
+    for r in prange(rows):
+        for k in range(cols):
+            g = gy[r, k] * (1.0 if y[r, k] > 0 else 0.0)
+            gx[r, k] = a[k] * g + b[k] * (x[r, k] - mean[k]) + d[k]
+
+
+@_jit
+def max_pool_select(gx, index, gy, k, s, p):
+    """gy = gx at each window's argmax (0 in the padding): the adjoint of ``max_pool_grad``."""
+    n_img, h, w, c = gx.shape
+    _, out_h, out_w, _ = gy.shape
+    for row in prange(n_img * out_h):
+        n, oy = row // out_h, row % out_h
+        for ox in range(out_w):
+            for ch in range(c):
+                offset = index[n, oy, ox, ch]
+                yy = oy * s - p + offset // k
+                xx = ox * s - p + offset % k
+                inside = 0 <= yy < h and 0 <= xx < w
+                gy[n, oy, ox, ch] = gx[n, yy, xx, ch] if inside else 0.0

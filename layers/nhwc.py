@@ -1,0 +1,74 @@
+"""The CPU fast path's building blocks, on NHWC activations and Chainer's own links.
+
+A net that takes the fast path converts its input once (``to_nhwc``), runs its layers'
+``forward_nhwc`` (which call the functions below with the layers' links, so parameters keep
+their names, shapes and layouts), and converts back (``to_nchw``) or reduces over the
+spatial axes (1, 2). Everything between stays NHWC: channels innermost, so 1x1 convolutions
+are plain GEMMs and the compiled loops read contiguous channels.
+
+Only NumPy arrays take this path (``use_fast``); CuPy arrays keep the plain composition.
+The nodes implement ``forward_cpu`` only, so a GPU version can later fill the same
+boundaries with ``forward_gpu``.
+"""
+
+from collections.abc import Sequence
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import numpy as np
+
+from layers.bn_relu_nhwc import bn_relu_nhwc
+from layers.conv_nhwc import Branch, convolutions_nhwc
+from layers.pool_nhwc import max_pooling_nhwc
+
+
+def use_fast(x, fast: bool = True) -> bool:
+    """True when ``fast`` is asked for and ``x`` (array or Variable) is a NumPy array."""
+    array = x.array if isinstance(x, chainer.Variable) else x
+    return bool(fast) and isinstance(array, np.ndarray)
+
+
+def to_nhwc(x) -> chainer.Variable:
+    """(N, C, H, W) to (N, H, W, C), differentiably."""
+    return F.transpose(x, (0, 2, 3, 1))
+
+
+def to_nchw(x) -> chainer.Variable:
+    """(N, H, W, C) to (N, C, H, W), differentiably."""
+    return F.transpose(x, (0, 3, 1, 2))
+
+
+def bn_relu(bn: L.BatchNormalization, x) -> chainer.Variable:
+    """relu(bn(x)) on NHWC, fused; the link's statistics and mode as ``bn(x)`` would use."""
+    return bn_relu_nhwc(bn, x)
+
+
+def _branch(conv: L.Convolution2D) -> Branch:
+    (sy, sx), (py, px) = conv.stride, conv.pad
+    if sy != sx or py != px or conv.dilate != (1, 1) or conv.groups != 1:
+        raise ValueError('the NHWC convolution takes square strides and pads only')
+    return Branch(stride=sy, pad=py, bias=conv.b is not None)
+
+
+def convolution(conv: L.Convolution2D, x) -> chainer.Variable:
+    """``conv(x)`` on NHWC activations (a GEMM, or im2col and a GEMM)."""
+    return concat_convolutions([(conv, x)])
+
+
+def concat_convolutions(pairs: Sequence[tuple[L.Convolution2D, object]]) -> chainer.Variable:
+    """``concat([conv(x) for conv, x in pairs], channels)`` with no concatenation copy.
+
+    Every convolution writes its channels straight into its slice of one output array.
+    """
+    branches, args = [], []
+    for conv, x in pairs:
+        branch = _branch(conv)
+        branches.append(branch)
+        args += [x, conv.W] + ([conv.b] if branch.bias else [])
+    return convolutions_nhwc(branches, args)
+
+
+def max_pooling(x, ksize: int, stride: int, pad: int) -> chainer.Variable:
+    """Square max pooling of NHWC activations, ``cover_all=True`` like Chainer's default."""
+    return max_pooling_nhwc(x, ksize, stride, pad)

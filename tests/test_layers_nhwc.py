@@ -1,0 +1,189 @@
+"""The NHWC fast-path nodes against Chainer's plain functions, with a float64 reference.
+
+Each node is compared on small shapes: forward, every gradient, BN running statistics,
+NaN propagation, and double backprop (where the node falls back to Chainer's functions).
+"""
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import numpy as np
+import pytest
+
+from layers import nhwc
+
+
+def nchw(a):
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+
+def nhwc_array(a):
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def relative(a, b, scale):
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / scale)
+
+
+def run_conv(pairs, x_arrays, gy, dtype=np.float32, fast=True):
+    """Outputs and gradients of concatenated convolutions, fast (NHWC) or plain (NCHW)."""
+    xs = [chainer.Variable(x.astype(dtype)) for x in x_arrays]
+    links = []
+    for conv in pairs:
+        link = conv.copy(mode='copy')
+        for p in link.params():
+            p.array = p.array.astype(dtype)
+        link.cleargrads()
+        links.append(link)
+    if fast:
+        y = nhwc.concat_convolutions(list(zip(links, xs, strict=True)))
+        y.grad = gy.astype(dtype)
+        y.backward()
+        out = y.array
+    else:
+        y = F.concat([link(nchw_v) for link, nchw_v in zip(links, xs, strict=True)], axis=1)
+        y.grad = nchw(gy).astype(dtype)
+        y.backward()
+        out = nhwc_array(y.array)
+    grads = [x.grad if fast else nhwc_array(x.grad) for x in xs]
+    for link in links:
+        grads += [p.grad for _, p in sorted(link.namedparams())]
+    return out, grads
+
+
+CONV_CASES = [
+    # (in, out, ksize, stride, pad, input size)
+    [(4, 6, 1, 1, 0, 5)],
+    [(3, 8, 7, 2, 2, 13)],
+    [(5, 4, 3, 1, 1, 6)],
+    [(3, 4, 3, 2, 0, 9)],
+    [(4, 3, 1, 1, 0, 6), (4, 5, 3, 1, 1, 6)],  # a Fire module's expands into one buffer
+]
+
+
+@pytest.mark.parametrize('case', CONV_CASES)
+def test_convolutions_equal_chainers_against_float64(case, rng):
+    convs = [L.Convolution2D(c, o, k, stride=s, pad=p) for c, o, k, s, p, _ in case]
+    for conv in convs:
+        conv.b.array[...] = rng.normal(size=conv.b.shape)
+    xs = [rng.normal(size=(2, size, size, c)).astype(np.float32) for c, *_, size in case]
+    out_size = (case[0][5] + 2 * case[0][4] - case[0][2]) // case[0][3] + 1
+    channels = sum(o for _, o, *_ in case)
+    gy = rng.normal(size=(2, out_size, out_size, channels)).astype(np.float32)
+    xs_nchw = [nchw(x) for x in xs]
+    ref_y, ref_g = run_conv(convs, xs_nchw, gy, np.float64, fast=False)
+    plain_y, plain_g = run_conv(convs, xs_nchw, gy, fast=False)
+    fast_y, fast_g = run_conv(convs, xs, gy)
+    assert fast_y.dtype == np.float32 and fast_y.shape == plain_y.shape
+    scale = np.abs(ref_y).max()
+    assert relative(fast_y, ref_y, scale) < 1e-5
+    for ref, plain, fast in zip(ref_g, plain_g, fast_g, strict=True):
+        assert fast.shape == ref.shape and fast.dtype == np.float32
+        scale = np.abs(ref).max()
+        assert relative(fast, ref, scale) < max(1e-5, 4 * relative(plain, ref, scale))
+
+
+def bn_pair(c, rng):
+    bn = L.BatchNormalization(c)
+    bn.gamma.array[...] = rng.uniform(0.5, 1.5, c)
+    bn.beta.array[...] = rng.normal(size=c)
+    bn.avg_mean[...] = rng.normal(size=c)
+    bn.avg_var[...] = rng.uniform(0.5, 2, c)
+    return bn, bn.copy(mode='copy')
+
+
+@pytest.mark.parametrize('train', [True, False])
+def test_bn_relu_equals_chainers(train, rng):
+    x = (3 + 2 * rng.normal(size=(3, 5, 4, 6))).astype(np.float32)  # NHWC, mean far from 0
+    gy = rng.normal(size=x.shape).astype(np.float32)
+    plain_bn, fast_bn = bn_pair(6, rng)
+    with chainer.using_config('train', train):
+        xa, xb = chainer.Variable(nchw(x)), chainer.Variable(x.copy())
+        ya = F.relu(plain_bn(xa))
+        yb = nhwc.bn_relu(fast_bn, xb)
+        np.testing.assert_allclose(yb.array, nhwc_array(ya.array), rtol=1e-5, atol=1e-5)
+        ya.grad, yb.grad = nchw(gy), gy
+        ya.backward()
+        yb.backward()
+    np.testing.assert_allclose(xb.grad, nhwc_array(xa.grad), rtol=1e-4, atol=1e-5)
+    for name in ('gamma', 'beta'):
+        a, b = getattr(plain_bn, name).grad, getattr(fast_bn, name).grad
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    for name in ('avg_mean', 'avg_var'):
+        np.testing.assert_allclose(
+            getattr(fast_bn, name), getattr(plain_bn, name), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_bn_relu_does_not_touch_the_statistics_while_recomputing(rng):
+    _, bn = bn_pair(3, rng)
+    before = bn.avg_mean.copy()
+    with chainer.using_config('train', True), chainer.using_config('in_recomputing', True):
+        nhwc.bn_relu(bn, rng.normal(size=(2, 3, 3, 3)).astype(np.float32))
+    np.testing.assert_array_equal(bn.avg_mean, before)
+
+
+POOL_CASES = [((2, 9, 9, 3), 3, 2, 1), ((1, 8, 7, 2), 2, 2, 0), ((2, 6, 6, 4), 3, 1, 1)]
+
+
+@pytest.mark.parametrize('shape, k, s, p', POOL_CASES)
+def test_max_pooling_equals_chainers_with_ties(shape, k, s, p, rng):
+    x = rng.integers(0, 3, shape).astype(np.float32)  # ties everywhere
+    x[0, 1, 1, 0] = np.nan
+    xa, xb = chainer.Variable(nchw(x)), chainer.Variable(x.copy())
+    ya = F.max_pooling_2d(xa, k, stride=s, pad=p)
+    yb = nhwc.max_pooling(xb, k, s, p)
+    np.testing.assert_array_equal(yb.array, nhwc_array(ya.array))
+    gy = rng.normal(size=yb.shape).astype(np.float32)
+    ya.grad, yb.grad = nchw(gy), gy
+    ya.backward()
+    yb.backward()
+    np.testing.assert_array_equal(xb.grad, nhwc_array(xa.grad))
+
+
+def double_backprop(function, inputs):
+    """First and second-order gradients of sum(f(x)^2) for every input."""
+    (y,) = [function(*inputs)]
+    first = chainer.grad([F.sum(y * y)], inputs, enable_double_backprop=True)
+    second = chainer.grad([F.sum(g * g) for g in first if g is not None], inputs)
+    return [g.array for g in first], [None if g is None else g.array for g in second]
+
+
+def test_double_backprop_equals_the_plain_composition(rng):
+    conv = L.Convolution2D(3, 4, 3, pad=1)
+    plain_bn, fast_bn = bn_pair(3, rng)
+    x = rng.normal(size=(2, 5, 5, 3)).astype(np.float32)
+
+    def plain(v):
+        h = F.relu(plain_bn(F.transpose(v, (0, 3, 1, 2))))
+        h = F.max_pooling_2d(conv(h), 3, stride=2, pad=1)
+        return F.transpose(h, (0, 2, 3, 1))
+
+    def fast(v):
+        return nhwc.max_pooling(nhwc.convolution(conv, nhwc.bn_relu(fast_bn, v)), 3, 2, 1)
+
+    with chainer.using_config('train', True):
+        a = double_backprop(plain, [chainer.Variable(x.copy())])
+        b = double_backprop(fast, [chainer.Variable(x.copy())])
+    for u, v in zip(a[0] + a[1], b[0] + b[1], strict=True):
+        np.testing.assert_allclose(v, u, rtol=1e-4, atol=1e-5)
+
+
+def test_nan_in_the_input_or_a_weight_reaches_the_output(rng):
+    conv = L.Convolution2D(3, 4, 3, pad=1)
+    _, bn = bn_pair(3, rng)
+    x = rng.normal(size=(1, 4, 4, 3)).astype(np.float32)
+    x[0, 2, 2, 1] = np.nan
+    with chainer.using_config('train', False):
+        y = nhwc.convolution(conv, nhwc.bn_relu(bn, x))
+        assert np.isnan(y.array).any()
+        conv.W.array[0, 0, 0, 0] = np.inf
+        y = nhwc.max_pooling(nhwc.convolution(conv, x * 0), 2, 2, 0)
+        assert not np.isfinite(y.array).all()
+
+
+def test_use_fast_only_on_numpy_arrays():
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    assert nhwc.use_fast(x) and nhwc.use_fast(chainer.Variable(x))
+    assert not nhwc.use_fast(x, fast=False)
+    assert not nhwc.use_fast(object())
