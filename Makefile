@@ -1,4 +1,4 @@
-# Entry points: make install | test | lint | bench | bench-torch | train | install-gpu | install-mpi | clean
+# Entry points: make install | test | test-quick | lint | bench | bench-torch | train | install-gpu | install-mpi | clean
 # STACK=pinned (default: Python 3.11, NumPy 1.26) or STACK=modern (Python 3.12, NumPy 2).
 
 STACK ?= pinned
@@ -23,7 +23,7 @@ BENCH_ARGS ?=
 TORCH_PYTHON ?= python3.11
 TORCH_VENV ?= .venv-torch
 
-.PHONY: install install-gpu install-mpi test lint format bench bench-torch train clean
+.PHONY: install install-gpu install-mpi test test-quick lint format bench bench-torch train clean
 
 install: $(STAMP)
 
@@ -49,6 +49,10 @@ install-mpi: install
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+# The same without the tests marked slow (the 20-kill loop...): a couple of minutes.
+test-quick: install
+	$(PY) -m pytest -q -m 'not slow' $(PYTEST_ARGS) tests
 
 lint: install
 	$(PY) -m ruff check .

@@ -2,8 +2,12 @@
 
     python examples/train_vgg.py -e 30 -b 128 --preset 32 -g 0
 
-Same flags, outputs (log.json, snapshots, model.npz, plots) and resuming as main.py: the
-trainer only needs a link that maps images to logits. The preset defaults to '32' here.
+Same flags, outputs (run.json, log.json, snapshots, model.npz, plots) and resuming as
+main.py: the trainer only needs a link that maps images to logits. The preset defaults to
+'32' here. Without this script, main.py trains, predicts with and serves the same net:
+
+    python main.py --arch examples.train_vgg:VGG --preset 32 -e 30 -p runs/vgg
+    python main.py predict -m runs/vgg/model.npz cat.jpg
 """
 
 import itertools
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> list:
     trainer.set_seed(options.seed)  # before the model exists, so its initial weights follow it
     try:
         return trainer.train(VGG(trainer.N_CLASSES[options.dataset]), options)
-    except (trainer.DataError, trainer.DeviceError, trainer.NonFiniteLossError) as error:
+    except trainer.UserError as error:  # every error a user can cause: one line
         sys.exit(f'error: {error}')
 
 

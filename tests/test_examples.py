@@ -62,3 +62,33 @@ def test_script_runs_from_elsewhere(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert 'VGG' in done.stdout and '--preset {122,32}' in done.stdout
+
+
+def test_a_squeezenet_model_is_one_line_not_a_traceback(tmp_path, train_vgg, capsys):
+    from squeeze_net import SqueezeNet
+
+    chainer.serializers.save_npz(tmp_path / 'squeeze.npz', SqueezeNet(10))
+    archive = write_cifar10(tmp_path / 'data')
+    argv = ['-e', '2', '-s', '2', '-m', str(tmp_path / 'squeeze.npz'), '--workers', '0']
+    with pytest.raises(SystemExit) as exit_:
+        train_vgg.main([*argv, '-p', str(tmp_path / 'run'), '--data', str(archive)])
+    assert str(exit_.value.code).startswith('error: ')
+    assert 'weights of another architecture' in str(exit_.value.code)
+
+
+def test_main_trains_predicts_and_serves_the_vgg_by_import_path(tmp_path, capsys):
+    """--arch package.module:Factory: a user's own net through main.py, unedited."""
+    import main
+    from PIL import Image
+
+    archive = write_cifar10(tmp_path / 'data')
+    out = tmp_path / 'run'
+    argv = ['--arch', 'examples.train_vgg:VGG', '-e', '1', '-b', '20', '--preset', '32']
+    argv += ['--workers', '0', '-p', str(out), '--img-dir', str(out / 'img')]
+    assert main.main([*argv, '--data', str(archive)]) == 0
+    record = json.loads((out / 'run.json').read_text())
+    assert record['settings']['arch'] == 'examples.train_vgg:VGG'
+    Image.new('RGB', (20, 20), (200, 10, 10)).save(tmp_path / 'red.png')
+    capsys.readouterr()
+    assert main.main(['predict', '-m', str(out / 'model.npz'), str(tmp_path / 'red.png')]) == 0
+    assert capsys.readouterr().out.startswith(f'{tmp_path / "red.png"}: ')

@@ -29,13 +29,11 @@ def test_guard_checks_every_interval_and_at_epoch_end():
 
 
 def test_log_extras():
-    optimizer = types.SimpleNamespace(lr=0.01)
     confusion = np.array([[3, 1], [0, 4]])
-    postprocess = log_extras(optimizer, 64, lambda: confusion)
+    postprocess = log_extras(64, lambda: confusion)
     entry = {'main/step_time': 0.5}
     postprocess(entry)
     assert entry == {
-        'lr': 0.01,
         'train/images_per_sec': 128.0,
         'validation/confusion': [[3, 1], [0, 4]],
     }

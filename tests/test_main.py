@@ -74,7 +74,7 @@ def test_learns_a_learnable_set_with_workers_and_divided_batches(tmp_path):
     assert main.main(argv(out, data, *extra)) == 0
     log = read_log(out)
     assert log[-1]['validation/main/accuracy'] > 0.4  # chance is 0.1
-    assert [entry['lr'] for entry in log] == [0.05, 0.05, 0.005, 0.0005]
+    assert [entry['lr'] for entry in log] == pytest.approx([0.05, 0.05, 0.005, 0.0005])
 
 
 def test_continue_from_model_optimizer_and_log(tmp_path, cifar10_archive):
@@ -88,7 +88,7 @@ def test_continue_from_model_optimizer_and_log(tmp_path, cifar10_archive):
     assert [entry['epoch'] for entry in log] == [1, 2, 3, 4]
     assert log[:2] == read_log(first)
     # epochs 1-2 ran under -e 2 (milestones 1, 2); 3-4 under -e 4 (milestones 2, 3)
-    assert [entry['lr'] for entry in log] == [0.1, 0.01, 0.01, 0.001]
+    assert [entry['lr'] for entry in log] == pytest.approx([0.1, 0.01, 0.01, 0.001])
 
 
 def test_killed_run_restarts_without_losing_an_epoch(tmp_path, cifar10_archive):
@@ -195,3 +195,17 @@ def test_files_to_start_from_of_the_wrong_kind(tmp_path, cifar10_archive):
         assert result.returncode == 1, extra
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0]
+
+
+def test_build_trainer_makes_its_save_folder(tmp_path, cifar10_archive):
+    """The public assembly alone (without train()) writes into a folder it creates."""
+    import trainer
+    from squeeze_net import SqueezeNet
+
+    out = tmp_path / 'new' / 'run'
+    options = trainer.TrainOptions(
+        save_path=str(out), epoch=1, batch=20, preset='32', workers=0, img_dir=str(out / 'img')
+    )
+    built = trainer.build_trainer(SqueezeNet(10), options, trainer.load_cifar(path=cifar10_archive))
+    built.run(show_loop_exception_msg=False)
+    assert (out / 'snapshot_epoch_1').is_file() and (out / 'log.json').is_file()

@@ -70,3 +70,32 @@ def test_optimizer_epoch_follows_the_iterator(rng):
         with reporter.scope({}):
             updater.update()
     assert optimizer.epoch == updater.epoch == 2
+
+
+def test_loss_func_and_input_device_are_honoured(rng):
+    """StandardUpdater's contract: a loss_func replaces the target; input_device is used."""
+    data = [(rng.normal(size=(3, 8, 8)).astype(np.float32), np.int32(1)) for _ in range(8)]
+    model = L.Classifier(TinyNet())
+    optimizer = chainer.optimizers.SGD(lr=0.0)
+    optimizer.setup(model)
+    calls = []
+
+    def loss_func(x, t):
+        calls.append((type(x), len(x)))
+        return F.sum(model.predictor(x)) * 0
+
+    def converter(batch, device):
+        calls.append(('device', str(device)))
+        return chainer.dataset.concat_examples(batch, device)
+
+    updater = AccumulatingUpdater(
+        iterators.SerialIterator(data, 4),
+        optimizer,
+        divide=2,
+        loss_func=loss_func,
+        converter=converter,
+        input_device='@numpy',
+    )
+    with chainer.Reporter().scope({}):
+        updater.update()
+    assert calls == [('device', '@numpy'), (np.ndarray, 2)] * 2

@@ -89,17 +89,17 @@ class StartAt(extension.Extension):
         pass  # all its work is in initialize
 
 
-def log_extras(optimizer: chainer.Optimizer, batch_size: int, confusion_of: Callable):
-    """A LogReport ``postprocess`` adding ``lr``, ``train/images_per_sec`` and confusion counts.
+def log_extras(batch_size: int, confusion_of: Callable):
+    """A LogReport ``postprocess`` adding ``train/images_per_sec`` and confusion counts.
+
+    (The lr is Chainer's ``observe_lr``.)
 
     Args:
-        optimizer: its ``lr`` is the rate of the epoch being logged.
         batch_size: images per training step.
         confusion_of: returns the evaluator's latest confusion matrix (numpy).
     """
 
     def postprocess(entry: dict) -> None:
-        entry['lr'] = optimizer.lr
         step_time = entry.pop('main/step_time', None)
         if step_time:
             entry['train/images_per_sec'] = batch_size / step_time

@@ -120,6 +120,8 @@ def build_trainer(
     """
     options = TrainOptions.make(options)
     folder = folder or RunFolder(options.save_path, options.img_dir, plots.draw)
+    if distributed.is_root(comm):
+        folder.path.mkdir(parents=True, exist_ok=True)
     device = get_device(distributed.device_id(options.gpu, comm))
     device.use()
     classifier = L.Classifier(model)
@@ -153,10 +155,11 @@ def build_trainer(
         filename=None,
         log_name=None,
         postprocess=distributed.mean_over_ranks(
-            log_extras(optimizer, images_per_step, lambda: evaluator.confusion), comm
+            log_extras(images_per_step, lambda: evaluator.confusion), comm
         ),
     )
     trainer.extend(NonFiniteGuard())
+    trainer.extend(extensions.observe_lr())
     if comm is not None:
         trainer.extend(distributed.average_persistents(model, comm))
     trainer.extend(evaluator)

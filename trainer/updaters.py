@@ -15,40 +15,48 @@ class AccumulatingUpdater(updaters.StandardUpdater):
     sub-batch): a way to train the recipe's batch on a small GPU. The reported values
     are averaged over the sub-batches. It also reports ``main/step_time``, the seconds
     of one update including the wait for data, from which the images/s figure comes.
+    Everything else is StandardUpdater's contract: ``converter``, ``device`` and
+    ``input_device``, ``loss_func`` (default: the optimizer's target), ``loss_scale``.
 
     Args:
         iterator: the training iterator.
         optimizer: the optimizer, set up on a link whose call returns the loss.
         divide: number of sub-batches (1: a plain StandardUpdater step).
-        device: where the batches go.
+        **kwargs: StandardUpdater's other arguments (device, converter, loss_func, ...).
     """
 
-    def __init__(self, iterator, optimizer, divide: int = 1, device=None) -> None:
-        super().__init__(iterator, optimizer, device=device)
+    def __init__(self, iterator, optimizer, divide: int = 1, **kwargs) -> None:
+        super().__init__(iterator, optimizer, **kwargs)
         self.divide = divide
 
     def update_core(self) -> None:
         start_time = time.perf_counter()
-        batch = self._iterators['main'].next()
+        iterator = self._iterators['main']
+        batch = iterator.next()
         optimizer = self._optimizers['main']
-        model = optimizer.target
+        loss_func = self.loss_func or optimizer.target
         if len(batch) % self.divide:
             raise ValueError(f'batch of {len(batch)} does not split into {self.divide} parts')
         size = len(batch) // self.divide
-        model.cleargrads()
+        optimizer.target.cleargrads()
         totals = {}
         for start in range(0, len(batch), size):
-            x, t = self.converter(batch[start : start + size], self.device)
+            in_arrays = self.converter(batch[start : start + size], self.input_device)
             observation = {}
             with reporter.report_scope(observation):
-                loss = model(x, t)
-            (loss / self.divide).backward()
+                if isinstance(in_arrays, tuple):
+                    loss = loss_func(*in_arrays)
+                elif isinstance(in_arrays, dict):
+                    loss = loss_func(**in_arrays)
+                else:
+                    loss = loss_func(in_arrays)
+            (loss / self.divide).backward(loss_scale=self.loss_scale)
             for key, value in observation.items():
                 value = value.array if isinstance(value, chainer.Variable) else value
                 totals[key] = totals.get(key, 0) + value
             del loss
         reporter.report({key: value / self.divide for key, value in totals.items()})
         optimizer.update()
-        if self.auto_new_epoch and self._iterators['main'].is_new_epoch:
+        if self.auto_new_epoch and iterator.is_new_epoch:
             optimizer.new_epoch(auto=True)
         reporter.report({'main/step_time': time.perf_counter() - start_time})
