@@ -78,8 +78,9 @@ def test_a_squeezenet_model_is_one_line_not_a_traceback(tmp_path, train_vgg, cap
 
 def test_main_trains_predicts_and_serves_the_vgg_by_import_path(tmp_path, capsys):
     """--arch package.module:Factory: a user's own net through main.py, unedited."""
-    import main
     from PIL import Image
+
+    import main
 
     archive = write_cifar10(tmp_path / 'data')
     out = tmp_path / 'run'
