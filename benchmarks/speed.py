@@ -1,7 +1,8 @@
 """Throughput and memory of SqueezeNet training, evaluation and augmentation; one JSON object.
 
-    python -m benchmarks.speed [-g 0] [--batch 64] [--size 122] [--repeat 5] [--steps 5]
+    python -m benchmarks.speed [-g 0] [--batch 64] [--size 122] [--repeat 5] [--steps 5] [--plain]
     python -m benchmarks.speed --torch --torch-python /path/to/venv-with-torch/bin/python
+    python -m benchmarks.speed --compile-cost     # also the kernels' first-call compile cost
 
 Each figure is measured with the trainer's own pieces on synthetic data, so that it is the
 cost of the code and not of the disk: the training step is ``AccumulatingUpdater.update()``
@@ -10,8 +11,12 @@ schedule hooks; evaluation is ``ClassificationEvaluator.evaluate()`` (test mode,
 backprop); augmentation is the '122' train transform over uint8 32x32 images, through a
 ``MultiprocessIterator`` and in a single process. Every figure is timed ``--repeat`` times
 over ``--steps`` batches after ``--warmup`` untimed ones, and reported as the median with
-min, max and quartiles. ``--torch`` runs the PyTorch peer script (same network) in another
-interpreter, so the project never imports torch, and reports the training-step ratio.
+min, max and quartiles. The model takes its CPU fast path unless ``--plain``.
+``--torch`` runs the PyTorch peer script (same network) in another interpreter, so the
+project never imports torch, once with NCHW tensors and once ``channels_last``, and reports
+the training and evaluation ratios against both. ``environment`` names the OpenBLAS kernel
+in use and the ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` variables it was chosen under
+(the figures hold for that kernel: run again with both unset to see the other).
 """
 
 import argparse
@@ -24,6 +29,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +53,8 @@ from trainer.updaters import AccumulatingUpdater
 
 N_CLASSES = 10
 TORCH_SCRIPT = Path(__file__).resolve().parent / 'torch_squeezenet.py'
+TORCH_FORMATS = ('nchw', 'channels_last')
+OPENBLAS_VARIABLES = ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE', 'OPENBLAS_NUM_THREADS')
 
 
 def summarize(values: list[float]) -> dict:
@@ -110,9 +118,9 @@ def _images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, rng.integers(0, N_CLASSES, n).astype(np.int32)
 
 
-def recipe(device: chainer.backend.Device) -> chainer.Optimizer:
+def recipe(device: chainer.backend.Device, fast: bool = True) -> chainer.Optimizer:
     """The trainer's optimizer on ``L.Classifier(SqueezeNet(10))``: MomentumSGD and its hooks."""
-    model = L.Classifier(SqueezeNet(N_CLASSES))
+    model = L.Classifier(SqueezeNet(N_CLASSES, fast=fast))
     model.to_device(device)
     optimizer = chainer.optimizers.MomentumSGD(lr=RECIPE.lr, momentum=RECIPE.momentum)
     optimizer.setup(model)
@@ -124,10 +132,16 @@ def recipe(device: chainer.backend.Device) -> chainer.Optimizer:
 
 
 def bench_train(
-    device: chainer.backend.Device, batch: int, size: int, steps: int, repeat: int, warmup: int
+    device: chainer.backend.Device,
+    batch: int,
+    size: int,
+    steps: int,
+    repeat: int,
+    warmup: int,
+    fast: bool = True,
 ) -> dict:
     """Training images/s: forward, backward and the SGD update, as the Trainer runs them."""
-    optimizer = recipe(device)
+    optimizer = recipe(device, fast)
     data = TupleDataset(*_images(batch, size, seed=0))
     updater = AccumulatingUpdater(iterators.SerialIterator(data, batch), optimizer, device=device)
     reporter = chainer.Reporter()
@@ -177,11 +191,18 @@ class PhaseTimer(chainer.FunctionHook):
 
     @staticmethod
     def label(function, in_data: tuple) -> str:
-        """The function's type; for convolutions with the kernel size, which sets their cost."""
+        """The function's type; for convolutions with the kernel size, which sets their cost.
+
+        The fast path's ``ConvolutionsNHWC`` names each of its convolutions ('1x1+3x3' for
+        a Fire module's two expands written into one output).
+        """
         name = function._impl_name
         if name == 'Convolution2DFunction':
             kh, kw = in_data[1].shape[2:]
             name = f'{name} {kh}x{kw}'
+        elif name == 'ConvolutionsNHWC':
+            weights = [in_data[w] for _, w, _ in function.positions()]
+            name += ' ' + '+'.join(f'{w.shape[2]}x{w.shape[3]}' for w in weights)
         return name
 
     def forward_preprocess(self, function, in_data) -> None:
@@ -198,7 +219,12 @@ class PhaseTimer(chainer.FunctionHook):
 
 
 def profile_train(
-    device: chainer.backend.Device, batch: int, size: int, steps: int, warmup: int
+    device: chainer.backend.Device,
+    batch: int,
+    size: int,
+    steps: int,
+    warmup: int,
+    fast: bool = True,
 ) -> dict:
     """Where a training step's time goes: per phase, and per function type and phase (ms).
 
@@ -207,7 +233,7 @@ def profile_train(
     momentum). ``PhaseTimer`` and Chainer's ``TimerHook`` (whose total is a cross-check)
     watch the functions; the rest of a phase is Python between the functions.
     """
-    optimizer = recipe(device)
+    optimizer = recipe(device, fast)
     model = optimizer.target
     batch_data = list(TupleDataset(*_images(batch, size, seed=0)))
     phases = dict.fromkeys(('convert', 'forward', 'backward', 'update'), 0.0)
@@ -252,10 +278,16 @@ def profile_train(
 
 
 def bench_eval(
-    device: chainer.backend.Device, batch: int, size: int, steps: int, repeat: int, warmup: int
+    device: chainer.backend.Device,
+    batch: int,
+    size: int,
+    steps: int,
+    repeat: int,
+    warmup: int,
+    fast: bool = True,
 ) -> dict:
     """Evaluation images/s: ``ClassificationEvaluator`` over ``steps`` batches per run."""
-    model = SqueezeNet(N_CLASSES)
+    model = SqueezeNet(N_CLASSES, fast=fast)
     model.to_device(device)
     x, t = _images(batch, size, seed=1)
     data = _Tiled(TupleDataset(x, t), batch * steps)
@@ -338,21 +370,54 @@ def _cupy_version() -> str | None:
     return None
 
 
-def blas_threads() -> int | None:
-    """Threads of the OpenBLAS that NumPy loaded (Linux), or None where that cannot be read."""
+def _openblas_call(name: str, restype=ctypes.c_int):
+    """Call ``openblas_<name>`` (any of its symbol prefixes and suffixes) in the OpenBLAS
+    that NumPy loaded (Linux); None where it cannot be found."""
     try:
         with open('/proc/self/maps') as maps:
             paths = {line.split()[-1] for line in maps if 'openblas' in line.lower()}
     except OSError:
         return None
-    symbols = ('openblas_get_num_threads64_', 'scipy_openblas_get_num_threads64_')
-    symbols += ('openblas_get_num_threads',)
+    symbols = [
+        f'{prefix}openblas_{name}{suffix}' for prefix in ('', 'scipy_') for suffix in ('64_', '')
+    ]
     for path in sorted(paths):
         library = ctypes.CDLL(path)
         for symbol in symbols:
             if hasattr(library, symbol):
-                return int(getattr(library, symbol)())
+                function = getattr(library, symbol)
+                function.restype = restype
+                return function()
     return None
+
+
+def blas_threads() -> int | None:
+    """Threads of the OpenBLAS that NumPy loaded (Linux), or None where that cannot be read."""
+    threads = _openblas_call('get_num_threads')
+    return None if threads is None else int(threads)
+
+
+def blas_kernel() -> str | None:
+    """The CPU kernel OpenBLAS runs (``openblas_get_corename``: 'Haswell', 'SkylakeX', ...).
+
+    ``OPENBLAS_CORETYPE`` overrides the detected CPU, so this is what the GEMMs ran on.
+    """
+    name = _openblas_call('get_corename', ctypes.c_char_p)
+    return None if name is None else name.decode()
+
+
+def fast_path_environment() -> dict:
+    """The fast path's threading: Numba's layer and threads (``layers.runtime`` sets them)."""
+    import numba
+
+    from layers import runtime
+
+    return {
+        'numba': numba.__version__,
+        'threading_layer': numba.config.THREADING_LAYER,
+        'numba_threads': numba.get_num_threads(),
+        'threads_wanted': runtime.thread_count(),
+    }
 
 
 def _cpu_name() -> str:
@@ -380,11 +445,15 @@ def environment(device: chainer.backend.Device) -> dict:
         'cpu_affinity': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
         'blas': np.show_config(mode='dicts')['Build Dependencies']['blas'].get('name'),
         'blas_threads': blas_threads(),
+        'blas_kernel': blas_kernel(),
+        # as set for this run (absent: unset); OPENBLAS_CORETYPE picks blas_kernel
+        'openblas_env': {name: os.environ.get(name) for name in OPENBLAS_VARIABLES},
         'thread_env': {
             name: os.environ[name]
             for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
             if name in os.environ
         },
+        'fast_path': fast_path_environment(),
         'device': 'cpu',
         'cudnn': None,
     }
@@ -399,12 +468,22 @@ class TorchError(RuntimeError):
     """The PyTorch peer measurement could not run; the message says why."""
 
 
-def bench_torch(python: str, script: Path, batch: int, size: int, steps: int, gpu: int) -> dict:
+def bench_torch(
+    python: str,
+    script: Path,
+    batch: int,
+    size: int,
+    eval_size: int,
+    steps: int,
+    gpu: int,
+    memory_format: str = 'nchw',
+) -> dict:
     """Run the PyTorch peer script in ``python`` (a venv with torch) and parse its JSON line.
 
-    Adds ``max_rss_mib``, the children's max RSS: the peer's, when it is the first child.
+    Adds ``max_rss_mib``, the children's max RSS so far: the largest peer run's.
     """
     command = [python, str(script), '--size', str(size), '--batch', str(batch)]
+    command += ['--eval-size', str(eval_size), '--memory-format', memory_format]
     command += ['--steps', str(steps), '--device', 'cpu' if gpu < 0 else f'cuda:{gpu}']
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -431,33 +510,91 @@ def run(options: argparse.Namespace) -> dict:
         key: getattr(options, key)
         for key in ('gpu', 'batch', 'size', 'eval_size', 'steps', 'repeat', 'warmup', 'workers')
     }
+    settings['fast'] = not options.plain
     result = {'settings': settings, 'environment': environment(device)}
-    peer = None
-    # The peer runs first: a broken --torch-python fails before the long part, and as the
-    # only finished child yet its max RSS is the children's max RSS.
+    peers = {}
+    # The peers run first: a broken --torch-python fails before the long part, and as the
+    # only finished children yet their max RSS is the children's max RSS.
     if options.torch:
-        peer = bench_torch(
-            options.torch_python,
-            options.torch_script,
-            options.batch,
-            options.size,
-            options.steps * options.repeat,
-            options.gpu,
-        )
+        for memory_format in TORCH_FORMATS:
+            peers[memory_format] = bench_torch(
+                options.torch_python,
+                options.torch_script,
+                options.batch,
+                options.size,
+                options.eval_size,
+                options.steps * options.repeat,
+                options.gpu,
+                memory_format,
+            )
+    fast = not options.plain
     timing = (options.steps, options.repeat, options.warmup)
-    result['train'] = bench_train(device, options.batch, options.size, *timing)
+    result['train'] = bench_train(device, options.batch, options.size, *timing, fast)
     result['memory'] = {'after_train': peak_memory(device)}
-    result['eval'] = bench_eval(device, options.batch, options.eval_size, *timing)
+    result['eval'] = bench_eval(device, options.batch, options.eval_size, *timing, fast)
     result['augment'] = bench_augment(options.batch, *timing, options.workers)
     if options.profile:
         result['profile'] = profile_train(
-            device, options.batch, options.size, options.steps, options.warmup
+            device, options.batch, options.size, options.steps, options.warmup, fast
         )
     result['memory']['end'] = peak_memory(device)
-    if peer is not None:
-        ratio = result['train']['images_per_sec']['median'] / peer['train_img_per_s']
-        result['torch'] = {**peer, 'ratio_train': ratio}
+    if peers:
+        result['torch'] = torch_ratios(result, peers)
+    if options.compile_cost:
+        result['compile'] = compile_cost()
     return result
+
+
+def torch_ratios(result: dict, peers: dict) -> dict:
+    """Each peer run with this run's train and eval ratios to it (>1: the project is faster)."""
+    out = {}
+    for memory_format, peer in peers.items():
+        train = result['train']['images_per_sec']['median'] / peer['train_img_per_s']
+        entry = {**peer, 'ratio_train': train, 'ratio_eval': None}
+        if peer.get('eval_img_per_s'):
+            entry['ratio_eval'] = result['eval']['images_per_sec']['median'] / float(
+                peer['eval_img_per_s']
+            )
+        out[memory_format] = entry
+    return out
+
+
+_COMPILE_PROBE = """
+import time
+start = time.perf_counter()
+import chainer, chainer.functions as F, numpy as np
+from squeeze_net import SqueezeNet
+imported = time.perf_counter()
+model = SqueezeNet(10)
+x = np.zeros((2, 3, 32, 32), np.float32)
+with chainer.using_config('train', True):
+    F.sum(model(x)).backward()
+with chainer.using_config('train', False):
+    model(x)
+print(imported - start, time.perf_counter() - imported)
+"""
+
+
+def compile_cost() -> dict:
+    """Seconds of the fast path's first training and test step in a fresh process: with an
+    empty Numba cache (every kernel compiled) and again with the cache that run wrote.
+
+    Both runs use a temporary ``NUMBA_CACHE_DIR``, so the project's own cache is untouched.
+    """
+    runs = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, 'NUMBA_CACHE_DIR': cache}
+        for name in ('first_call', 'cached'):
+            done = subprocess.run(
+                [sys.executable, '-c', _COMPILE_PROBE],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            imported, step = (float(v) for v in done.stdout.split())
+            runs[name] = {'import_s': imported, 'first_step_s': step}
+    return runs
 
 
 def _positive(text: str) -> int:
@@ -503,7 +640,19 @@ def build_parser() -> argparse.ArgumentParser:
         help='also time --steps training steps per phase and per Chainer function',
     )
     parser.add_argument(
-        '--torch', action='store_true', help='also time the PyTorch peer; report the ratio'
+        '--plain',
+        action='store_true',
+        help="time the plain Chainer composition instead of the model's CPU fast path",
+    )
+    parser.add_argument(
+        '--compile-cost',
+        action='store_true',
+        help="also time the fast path's first step in fresh processes, cache empty and warm",
+    )
+    parser.add_argument(
+        '--torch',
+        action='store_true',
+        help='also time the PyTorch peer (NCHW and channels_last); report the ratios',
     )
     parser.add_argument(
         '--torch-python',

@@ -54,7 +54,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
             i += 3 if branch.bias else 2
         return out
 
-    def _positions(self) -> list:
+    def positions(self) -> list:
         """Index of (x, W, b) of each branch in the flat input tuple (b: None if absent)."""
         out, i = [], 0
         for branch in self.branches:
@@ -126,7 +126,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         start = 0
         parts = self._split(tuple(v.array for v in inputs))
         for (x, w, b), branch, (ix, iw, ib) in zip(
-            parts, self.branches, self._positions(), strict=True
+            parts, self.branches, self.positions(), strict=True
         ):
             stop = start + w.shape[0]
             g = gy2[:, start:stop]

@@ -21,7 +21,10 @@ def fake_peer(tmp_path, body: str):
 
 
 def test_prints_one_json_object_with_positive_figures(tmp_path, capsys):
-    peer = fake_peer(tmp_path, 'print(\'{"train_img_per_s": 2.0, "impl": "fake"}\')')
+    body = 'import json, sys\nfmt = sys.argv[sys.argv.index("--memory-format") + 1]\n'
+    body += 'print(json.dumps({"train_img_per_s": 2.0, "eval_img_per_s": 4.0, "impl": "fake", '
+    body += '"fmt": fmt}))'
+    peer = fake_peer(tmp_path, body)
     assert benchmark.main(TINY + ['--profile'] + peer) == 0
     result = json.loads(capsys.readouterr().out)
     for figure in (
@@ -38,18 +41,40 @@ def test_prints_one_json_object_with_positive_figures(tmp_path, capsys):
     assert result['memory']['after_train']['max_rss_mib'] > 0
     env = result['environment']
     assert env['chainer'] == '7.8.1' and env['device'] == 'cpu' and env['cpu_count'] >= 1
-    assert result['settings']['batch'] == 2
+    assert env['blas_kernel'] is None or isinstance(env['blas_kernel'], str)
+    assert set(env['openblas_env']) >= {'OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'}
+    assert env['fast_path']['threading_layer'] == 'workqueue'
+    assert result['settings']['batch'] == 2 and result['settings']['fast'] is True
     profile = result['profile']
     assert all(ms > 0 for ms in profile['phases_ms'].values())
     assert profile['functions_ms'] == pytest.approx(profile['timer_hook_total_ms'], rel=0.2)
     rows = {row['function']: row for row in profile['functions']}
-    for kernel in ('1x1', '3x3', '7x7'):
-        conv = rows[f'Convolution2DFunction {kernel}']
+    for kernel, calls in (('1x1', 9), ('1x1+3x3', 8), ('7x7', 1)):
+        conv = rows[f'ConvolutionsNHWC {kernel}']
         assert conv['forward_ms'] > 0 and conv['backward_ms'] > 0
+        assert conv['forward_calls'] == calls
+    for name in ('BNReLUNHWC', 'MaxPoolingNHWC'):
+        assert rows[name]['forward_ms'] > 0 and rows[name]['backward_ms'] > 0
+    for fmt in benchmark.TORCH_FORMATS:
+        peer = result['torch'][fmt]
+        assert peer['impl'] == 'fake' and peer['fmt'] == fmt and peer['max_rss_mib'] > 0
+        train = result['train']['images_per_sec']['median'] / 2.0
+        assert peer['ratio_train'] == pytest.approx(train)
+        assert peer['ratio_eval'] == pytest.approx(result['eval']['images_per_sec']['median'] / 4)
+
+
+def test_plain_run_profiles_chainers_functions(capsys):
+    assert benchmark.main(TINY + ['--profile', '--plain']) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result['settings']['fast'] is False
+    rows = {row['function']: row for row in result['profile']['functions']}
     assert rows['Convolution2DFunction 3x3']['forward_calls'] == 8
-    ratio = result['train']['images_per_sec']['median'] / 2.0
-    assert result['torch']['impl'] == 'fake' and result['torch']['max_rss_mib'] > 0
-    assert result['torch']['ratio_train'] == pytest.approx(ratio)
+
+
+def test_compile_cost_is_measured_in_fresh_processes():
+    cost = benchmark.compile_cost()
+    for run in ('first_call', 'cached'):
+        assert cost[run]['first_step_s'] > 0 and cost[run]['import_s'] > 0
 
 
 @pytest.mark.gpu
