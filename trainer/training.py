@@ -179,13 +179,14 @@ def build_trainer(
 def train(
     model: chainer.Link,
     options: TrainOptions | object | None = None,
-    data: Cifar | None = None,
+    cifar: Cifar | None = None,
     **overrides,
 ) -> list[dict]:
     """Train ``model`` in a run folder and return the log entries.
 
     ``options`` is a ``TrainOptions`` (or an argparse Namespace of the same flags, or None);
     keywords override its fields: ``train(model, save_path='run', epoch=30, preset='32')``.
+    ``cifar`` is an already loaded data set (else ``options.data`` is read).
     A folder that holds a snapshot is resumed from its newest one that loads, with the
     same settings (``run.json``), and ``epoch`` may grow; see ``trainer.run_folder``.
     The shuffling and augmentation follow ``options.seed``; see ``set_seed`` for the
@@ -199,8 +200,7 @@ def train(
     with distributed.abort_on_error(comm):
         get_device(distributed.device_id(options.gpu, comm))  # usable? (one line if not)
         set_seed(distributed.rank_seed(options.seed, comm))
-        if data is None:
-            data = load_cifar(options.dataset, options.data)
+        data = cifar if cifar is not None else load_cifar(options.dataset, options.data)
         _check_batch(options, data, comm)
         root = distributed.is_root(comm)
         folder = RunFolder(options.save_path, options.img_dir if root else None, plots.draw)

@@ -1,0 +1,110 @@
+"""The packages' boundaries: the model never loads the trainer; one recipe everywhere."""
+
+import dataclasses
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import trainer
+from squeeze_net import SqueezeNet
+from trainer.recipe import RECIPE, markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def loaded_after(statement: str) -> list[str]:
+    code = f'import sys; {statement}; import json; print(json.dumps(sorted(sys.modules)))'
+    done = subprocess.run(
+        [sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize('package', ['squeeze_net', 'layers'])
+def test_the_model_packages_do_not_import_the_trainer(package):
+    modules = loaded_after(f'import {package}')
+    assert not [name for name in modules if name == 'trainer' or name.startswith('trainer.')]
+    assert 'chainer_compat' in modules
+
+
+def test_the_recipe_is_frozen_and_documented():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RECIPE.lr = 1.0
+    for field in dataclasses.fields(RECIPE):
+        assert field.metadata['why'], field.name
+
+
+def test_the_model_defaults_are_the_recipe():
+    parameters = inspect.signature(SqueezeNet).parameters
+    assert parameters['dropout'].default == RECIPE.dropout
+    assert parameters['init'].default == RECIPE.init
+
+
+def test_the_flags_default_to_the_recipe():
+    options = trainer.parse_args([])
+    assert (options.epoch, options.batch, options.lr) == (RECIPE.epochs, RECIPE.batch, RECIPE.lr)
+
+
+def test_the_readme_shows_the_recipe_table():
+    assert markdown_table() in (ROOT / 'README.md').read_text()
+
+
+def test_the_transforms_use_the_recipe():
+    train, test = trainer.make_transforms('122')
+    assert (train.sizes, train.crop, train.flip) == (
+        RECIPE.train_resize,
+        RECIPE.train_crop,
+        RECIPE.flip,
+    )
+    assert test.size == RECIPE.test_size
+
+
+def test_the_optimizer_is_the_recipe():
+    import chainer.links as L
+    import numpy as np
+
+    link = L.Linear(2, 2)
+    w = link.W.array.copy()
+    optimizer = trainer.make_optimizer(link, lr=0.1, epochs=300)
+    assert optimizer.momentum == RECIPE.momentum
+    link.cleargrads()
+    link.W.grad, link.b.grad = np.zeros_like(w), np.zeros(2, np.float32)
+    optimizer.update()  # a zero gradient: only the weight decay moves W
+    np.testing.assert_allclose(link.W.array, w * (1 - 0.1 * RECIPE.weight_decay), rtol=1e-6)
+    for epoch, lr in ((149, 0.1), (150, 0.01), (225, 0.001)):
+        optimizer.epoch = epoch
+        optimizer.update()
+        assert optimizer.lr == pytest.approx(lr)
+
+
+def test_train_takes_keywords(tmp_path, cifar10_archive):
+    log = trainer.train(
+        SqueezeNet(10),
+        save_path=str(tmp_path / 'run'),
+        img_dir=str(tmp_path / 'img'),
+        epoch=1,
+        batch=20,
+        preset='32',
+        workers=0,
+        data=str(cifar10_archive),  # the archive's path; a loaded set goes in cifar=
+    )
+    assert [entry['epoch'] for entry in log] == [1]
+
+
+@pytest.mark.parametrize(
+    'keywords, message',
+    [
+        ({'batch': 0}, 'argument -b/--batch: must be a positive integer'),
+        ({'batch': 10, 'train_batch_divide': 3}, 'not divisible by -trb'),
+        ({'seed': 2**32}, 'argument --seed: must be in 0..4294967295'),
+        ({'preset': '64'}, "argument --preset: invalid choice '64'"),
+        ({'epochs': 3}, "unknown training option 'epochs'"),
+    ],
+)
+def test_train_checks_its_keywords(keywords, message):
+    with pytest.raises(trainer.OptionError, match=message):
+        trainer.TrainOptions.make(None, **keywords)
