@@ -59,8 +59,17 @@ def call(server, path, body=None, method=None, headers=None):
 
 def test_health(server):
     status, reply, headers = call(server, '/health')
-    assert (status, reply) == (200, {'status': 'ok', 'classes': 10})
-    assert headers['Content-Type'] == 'application/json'
+    assert status == 200 and headers['Content-Type'] == 'application/json'
+    assert reply == {
+        'status': 'ok',
+        'model': 'SqueezeNet',
+        'classes': 10,
+        'labels': list(CIFAR10_NAMES),
+        'preset': '32',
+        'top': predict.DEFAULT_TOP,
+        'max_bytes': MAX_BYTES,
+        'max_pixels': serve.MAX_PIXELS,
+    }
 
 
 def test_predict_a_png(server, predictor):
@@ -157,13 +166,18 @@ def test_unknown_route_is_404(server):
 
 
 @pytest.mark.parametrize(
-    ('path', 'method', 'allowed'),
-    [('/predict', 'GET', 'POST'), ('/health', 'POST', 'GET'), ('/predict', 'PUT', 'POST')],
+    ('path', 'method', 'main', 'allowed'),
+    [
+        ('/predict', 'GET', 'POST', 'POST, OPTIONS'),
+        ('/health', 'POST', 'GET', 'GET, HEAD, OPTIONS'),
+        ('/predict', 'PUT', 'POST', 'POST, OPTIONS'),
+        ('/', 'DELETE', 'GET', 'GET, HEAD, OPTIONS'),
+    ],
 )
-def test_wrong_method_is_405(server, path, method, allowed):
+def test_wrong_method_is_405(server, path, method, main, allowed):
     status, reply, headers = call(server, path, b'x' if method != 'GET' else None, method)
     assert status == 405 and headers['Allow'] == allowed
-    assert reply == {'error': f'{path} takes {allowed}, not {method}'}
+    assert reply == {'error': f'{path} takes {main}, not {method}'}
 
 
 def test_concurrent_requests_get_the_same_answers(server):

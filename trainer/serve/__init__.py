@@ -1,0 +1,43 @@
+"""The predictions of ``trainer.predict`` over HTTP, standard library only.
+
+    GET  /                                        the web page: pick or drop an image
+    POST /predict[?top=K]  body: the image bytes -> {"predictions": [{"label", "probability"}]}
+    GET  /health                                 -> {"status": "ok", "model", "classes", ...}
+
+Every error is JSON ``{"error": "..."}`` with its status: 400 bad image, query or request
+(malformed or conflicting Content-Length, bad headers), 404 unknown path, 405 wrong
+method, 408 request not received in time, 411 no Content-Length, 413 body or decoded image
+over the limit, 414/431 request line or headers too long, 501 unknown method, 503 busy,
+505 not HTTP/1.x. ``server`` says how memory and time are bounded; ``protocol`` reads
+requests; ``page/`` is the web page.
+"""
+
+from trainer.errors import ServeError
+from trainer.serve.cli import build_parser
+from trainer.serve.server import (
+    IDLE_TIMEOUT,
+    MAX_BYTES,
+    MAX_CONNECTIONS,
+    MAX_PIXELS,
+    TIMEOUT,
+    WORKERS,
+    PredictionServer,
+    make_server,
+    peak_rss,
+    run,
+)
+
+__all__ = [
+    'IDLE_TIMEOUT',
+    'MAX_BYTES',
+    'MAX_CONNECTIONS',
+    'MAX_PIXELS',
+    'TIMEOUT',
+    'WORKERS',
+    'PredictionServer',
+    'ServeError',
+    'build_parser',
+    'make_server',
+    'peak_rss',
+    'run',
+]

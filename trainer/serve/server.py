@@ -1,0 +1,483 @@
+"""The prediction service: connections on one asyncio loop, images on a few worker threads.
+
+Why this shape: a connection costs a socket and a coroutine, not a thread, so slow or idle
+clients cannot use up the workers; only a complete request reaches the bounded pool of
+``workers`` threads that decode, preprocess and predict. Memory is bounded at each step:
+
+- the request head (64 KiB) and body (``max_bytes``) of at most ``max_connections``
+  connections, bodies held at once within UPLOAD_MEMORY (a request waits for its share);
+- decoding: at most ``workers`` images at once, each within ``max_pixels`` read from its
+  header before decoding (``trainer.images``), so about
+  ``workers * max_pixels * BYTES_PER_PIXEL`` in all; freed heap pages go back to the
+  system after a large image (glibc's malloc_trim).
+
+Time is bounded too: the whole request (head and body) must arrive within ``timeout``
+seconds (else 408), an idle keep-alive connection is closed after ``idle_timeout``, and
+a burst of connections waits in a listen backlog of BACKLOG.
+"""
+
+import asyncio
+import contextlib
+import ctypes
+import importlib.resources
+import json
+import logging
+import resource
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from trainer import validators
+from trainer.errors import ImageError, ServeError
+from trainer.images import BYTES_PER_PIXEL, ImageTooLargeError, open_image, to_cifar_image
+from trainer.predict import DEFAULT_TOP, Prediction, Predictor
+from trainer.serve.protocol import (
+    KNOWN_METHODS,
+    ClientGone,
+    HTTPError,
+    Request,
+    Stream,
+    escape,
+    read_head,
+    response,
+)
+
+logger = logging.getLogger('trainer.serve')
+
+MAX_BYTES = 10 * 2**20  # largest image upload, 10 MiB
+MAX_PIXELS = 40_000_000  # largest decoded image: a 7,300 x 5,500 PNG, a JPEG of 2.5 GP
+WORKERS = 2  # images decoded and classified at once
+TIMEOUT = 30.0  # seconds for a whole request, head and body
+IDLE_TIMEOUT = 5.0  # seconds a keep-alive connection may wait for its next request
+MAX_CONNECTIONS = 512  # open connections; more are answered 503 at once
+BACKLOG = 1024  # connections the kernel holds before they are accepted
+UPLOAD_MEMORY = 128 * 2**20  # request bodies held at once, bytes
+# After an error reply, read and drop up to LINGER_BYTES of what the client still sends,
+# for at most LINGER_SECONDS, before closing (nginx's lingering close): a client that sends
+# its whole body without waiting then reads the 413 (411, 405...) instead of a reset.
+LINGER_BYTES = 64 * 2**20
+LINGER_SECONDS = 2.0
+TRIM_BYTES = 64 * 2**20  # after decoding an image this large, return freed memory
+# Formats a hostile upload may use: common raster formats Pillow decodes itself (no EPS,
+# which runs Ghostscript, nor rarely used legacy decoders).
+FORMATS = ('PNG', 'JPEG', 'GIF', 'BMP', 'TIFF', 'WEBP')  # JPEG opens MPO too
+JSON = 'application/json'
+PAGE_FILES = {  # the web page: path -> (file in page/, content type)
+    '/': ('index.html', 'text/html; charset=utf-8'),
+    '/page.css': ('page.css', 'text/css; charset=utf-8'),
+    '/page.js': ('page.js', 'text/javascript; charset=utf-8'),
+}
+ROUTES = {'/health': 'GET', '/predict': 'POST'} | {path: 'GET' for path in PAGE_FILES}
+PAGE_HEADERS = {
+    'Cache-Control': 'no-cache',
+    'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'",
+}
+
+
+@dataclass
+class Reply:
+    """One response to send; ``close`` ends the connection after it (lingering)."""
+
+    status: int
+    body: bytes = b''
+    content_type: str = JSON
+    headers: dict = field(default_factory=dict)
+    close: bool = False
+    head: bool = False  # a HEAD request: headers only
+
+    @classmethod
+    def json(cls, status: int, payload: dict, **kwargs) -> 'Reply':
+        return cls(status, json.dumps(payload).encode(), **kwargs)
+
+
+class PredictionServer:
+    """Answers /predict, /health and the page with one shared Predictor.
+
+    Use like socketserver's servers: ``serve_forever()`` (in any thread), ``shutdown()``
+    from another thread, ``server_close()``; or ``with server: server.serve_forever()``.
+
+    Args:
+        sock: a bound, listening TCP socket.
+        predictor: the loaded model.
+        max_bytes: largest request body accepted (413 beyond, from the header).
+        top: predictions per image when the request has no ``?top=``.
+        max_pixels: largest decoded image (413 beyond, from the image header).
+        workers: images decoded and classified at once.
+        timeout: seconds for a whole request, head and body (408 beyond).
+        idle_timeout: seconds an open connection may wait for a request.
+        max_connections: open connections at once (503 beyond).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        predictor: Predictor,
+        max_bytes: int = MAX_BYTES,
+        top: int = DEFAULT_TOP,
+        *,
+        max_pixels: int = MAX_PIXELS,
+        workers: int = WORKERS,
+        timeout: float = TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self.socket = sock
+        self.server_address = sock.getsockname()
+        self.predictor = predictor
+        self.max_bytes = max_bytes
+        self.top = top
+        self.max_pixels = max_pixels
+        self.workers = workers
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.pages = {path: _page(name, kind) for path, (name, kind) in PAGE_FILES.items()}
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix='predict')
+        self._connections: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stop_requested = False
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f'http://[{host}]:{port}' if ':' in host else f'http://{host}:{port}'
+
+    def health(self) -> dict:
+        """What /health answers: the model and the limits, for clients and the page."""
+        return {
+            'status': 'ok',
+            'model': self.predictor.name,
+            'classes': len(self.predictor.labels),
+            'labels': list(self.predictor.labels),
+            'preset': self.predictor.preset,
+            'top': self.top,
+            'max_bytes': self.max_bytes,
+            'max_pixels': self.max_pixels,
+        }
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until ``shutdown()`` (or Ctrl-C in the main thread)."""
+        self._stopped.clear()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` (from another thread) and wait until it has returned."""
+        with self._lock:
+            self._stop_requested = True
+            loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                loop.call_soon_threadsafe(stop.set)
+            self._stopped.wait()
+
+    def server_close(self) -> None:
+        """Close the listening socket and the worker pool."""
+        self.socket.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> 'PredictionServer':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.server_close()
+
+    async def _serve(self) -> None:
+        self._uploads = _Budget(max(UPLOAD_MEMORY, self.max_bytes))
+        server = await asyncio.start_server(self._accept, sock=self.socket, backlog=BACKLOG)
+        with self._lock:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            if self._stop_requested:
+                self._stop.set()
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            with self._lock:
+                self._loop = self._stop = None
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection, from accept to close; nothing it raises stops the server."""
+        task = asyncio.current_task()
+        self._connections.add(task)
+        peer = writer.get_extra_info('peername')
+        client = escape(str(peer[0])) if peer else '-'
+        stream = Stream(reader)
+        try:
+            if len(self._connections) > self.max_connections:
+                busy = {'error': 'server busy: too many connections, retry later'}
+                reply = Reply.json(503, busy, headers={'Retry-After': '1'}, close=True)
+                await self._finish(stream, writer, client, '-', reply, time.monotonic())
+            else:
+                await self._connection(stream, writer, client)
+        except (ConnectionError, ClientGone, TimeoutError):
+            pass
+        except Exception:  # a bug: log it, drop this connection, keep serving
+            logger.exception('error while serving %s', client)
+        finally:
+            self._connections.discard(task)
+            if task.cancelling():  # shutting down: drop what is unsent
+                writer.transport.abort()
+            else:
+                writer.close()
+
+    async def _connection(self, stream: Stream, writer: asyncio.StreamWriter, client: str):
+        """Requests of one connection, in turn, until it closes or idles out."""
+        while True:
+            if not stream.buffer:  # idle: wait for the first byte of the next request
+                try:
+                    async with asyncio.timeout(self.idle_timeout):
+                        if not await stream.fill():
+                            return
+                except TimeoutError:
+                    return
+            started = time.monotonic()
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            line, request = '-', None
+            try:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        request, line = await read_head(stream)
+                except TimeoutError:
+                    raise HTTPError(408, self._late()) from None
+                reply = await self._route(request, stream, writer, deadline)
+            except HTTPError as error:
+                reply = Reply.json(
+                    error.status, {'error': error.message}, headers=error.headers, close=True
+                )
+            if request is not None and not request.keep_alive:
+                reply.close = True
+            if not await self._finish(stream, writer, client, line, reply, started):
+                return
+
+    async def _finish(
+        self,
+        stream: Stream,
+        writer: asyncio.StreamWriter,
+        client: str,
+        line: str,
+        reply: Reply,
+        started: float,
+    ) -> bool:
+        """Send ``reply``, log it; linger and return False if the connection ends."""
+        reply.headers.setdefault('X-Content-Type-Options', 'nosniff')
+        reply.headers['Connection'] = 'close' if reply.close else 'keep-alive'
+        data = response(reply.status, reply.body, reply.content_type, reply.headers, reply.head)
+        writer.write(data)
+        async with asyncio.timeout(self.timeout):
+            await writer.drain()
+        milliseconds = (time.monotonic() - started) * 1000
+        logger.info(
+            '%s "%s" %d %d %.0fms',
+            client,
+            escape(line[:1000]),
+            reply.status,
+            len(reply.body),
+            milliseconds,
+        )
+        if reply.close:
+            if writer.can_write_eof():
+                writer.write_eof()
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                async with asyncio.timeout(LINGER_SECONDS):
+                    await stream.discard(LINGER_BYTES)
+        return not reply.close
+
+    async def _route(
+        self, request: Request, stream: Stream, writer: asyncio.StreamWriter, deadline: float
+    ) -> Reply:
+        method, path = request.method, request.path
+        if method not in KNOWN_METHODS:
+            raise HTTPError(501, f'method {method} is not supported')
+        if path == '*' and method == 'OPTIONS':
+            return Reply(204, headers={'Allow': 'GET, HEAD, POST, OPTIONS'})
+        main = ROUTES.get(path)
+        if main is None:
+            raise HTTPError(404, f'no route {path}: use GET /, GET /health or POST /predict')
+        allowed = 'POST, OPTIONS' if main == 'POST' else 'GET, HEAD, OPTIONS'
+        if method == 'OPTIONS':
+            return Reply(204, headers={'Allow': allowed})
+        if method not in allowed.split(', '):
+            raise HTTPError(405, f'{path} takes {main}, not {method}', {'Allow': allowed})
+        if path == '/predict':
+            return await self._predict(request, stream, writer, deadline)
+        # GET or HEAD: a body, if any was sent, is not read, so the connection then ends
+        has_body = 'transfer-encoding' in request.headers or request.content_length()
+        head = method == 'HEAD'
+        if path == '/health':
+            return Reply.json(200, self.health(), head=head, close=bool(has_body))
+        body, kind = self.pages[path]
+        return Reply(200, body, kind, dict(PAGE_HEADERS), close=bool(has_body), head=head)
+
+    async def _predict(
+        self, request: Request, stream: Stream, writer: asyncio.StreamWriter, deadline: float
+    ) -> Reply:
+        """Check the request from its head, read the body, classify it on a worker."""
+        try:
+            top = validators.positive(request.query.get('top', [str(self.top)])[-1])
+        except ValueError as error:
+            raise HTTPError(400, f'top {error}') from None
+        length = request.content_length()
+        if length is None:  # chunked bodies are not supported
+            raise HTTPError(411, 'Content-Length required: send the image bytes as the body')
+        if length > self.max_bytes:
+            raise HTTPError(413, f'body of {length} bytes is over the limit of {self.max_bytes}')
+        if length == 0:
+            raise HTTPError(400, 'empty body: send the image bytes')
+        expect = request.header('Expect')
+        if expect is not None and request.version >= (1, 1):
+            if expect.lower() != '100-continue':
+                raise HTTPError(417, f'Expect: {expect} is not supported')
+        async with self._uploads.hold(length, deadline):
+            if expect is not None and request.version >= (1, 1):
+                writer.write(b'HTTP/1.1 100 Continue\r\n\r\n')
+            try:
+                async with asyncio.timeout_at(deadline):
+                    body = await stream.exactly(length)
+            except TimeoutError:
+                raise HTTPError(408, self._late()) from None
+            except ClientGone as gone:
+                raise HTTPError(400, f'body ended after {gone.args[0]} of {length} bytes') from None
+            loop = asyncio.get_running_loop()
+            try:
+                predictions = await loop.run_in_executor(self._pool, self._classify, body, top)
+            finally:
+                del body
+        items = [{'label': p.label, 'probability': p.probability} for p in predictions]
+        return Reply.json(200, {'predictions': items})
+
+    def _classify(self, body: bytes, top: int) -> list[Prediction]:
+        """On a worker thread: decode within the limits, shrink, predict; HTTPError if bad."""
+        image = None
+        try:
+            image = open_image(body, self.max_pixels, FORMATS)
+            small = to_cifar_image(image)
+        except ImageTooLargeError as error:
+            raise HTTPError(413, str(error)) from None
+        except ImageError as error:
+            raise HTTPError(400, str(error)) from None
+        except Exception:  # a bug, not the client's fault: log it, answer, keep serving
+            logger.exception('decoding failed')
+            raise HTTPError(500, 'internal error while decoding') from None
+        finally:
+            large = image is not None and image.width * image.height * BYTES_PER_PIXEL
+            image = None
+            if large and large >= TRIM_BYTES:
+                release_memory()
+        try:
+            return self.predictor.predict([small], top)[0]
+        except Exception:
+            logger.exception('prediction failed')
+            raise HTTPError(500, 'internal error while predicting') from None
+
+    def _late(self) -> str:
+        return f'request not received in full within {self.timeout:g} s'
+
+
+class _Budget:
+    """Bytes of request bodies held at once: a request waits for its share of ``total``."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free = total
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, amount: int, deadline: float) -> AsyncIterator[None]:
+        """Hold ``amount`` bytes while the block runs; HTTPError(503) if none by ``deadline``."""
+        async with self._changed:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._changed.wait_for(lambda: self.free >= amount)
+            except TimeoutError:
+                raise HTTPError(503, 'server busy: too many uploads, retry later') from None
+            self.free -= amount
+        try:
+            yield
+        finally:
+            self.free += amount
+            async with self._changed:
+                self._changed.notify_all()
+
+
+def _page(name: str, kind: str) -> tuple[bytes, str]:
+    return (importlib.resources.files(__package__) / 'page' / name).read_bytes(), kind
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None on other C libraries."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Give freed heap pages back to the system (glibc keeps them in its arenas)."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+def make_server(
+    predictor: Predictor,
+    host: str = '127.0.0.1',
+    port: int = 8000,
+    max_bytes: int = MAX_BYTES,
+    top: int = DEFAULT_TOP,
+    **options,
+) -> PredictionServer:
+    """A PredictionServer listening on host:port; raises ServeError if it cannot.
+
+    ``options`` are PredictionServer's keyword arguments (max_pixels, workers, timeout,
+    idle_timeout, max_connections).
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    except OSError as error:
+        raise ServeError(f'cannot listen on {host}:{port} ({error.strerror or error})') from None
+    return PredictionServer(sock, predictor, max_bytes, top, **options)
+
+
+def run(server: PredictionServer) -> None:
+    """Serve until interrupted (Ctrl-C), then close; log the address and the peak memory."""
+    logger.info(
+        'serving %s (%d classes, preset %s) on %s: %d workers, images up to %s pixels',
+        server.predictor.name,
+        len(server.predictor.labels),
+        server.predictor.preset,
+        server.url,
+        server.workers,
+        f'{server.max_pixels:,}',
+    )
+    with server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    logger.info('stopped; peak memory %.0f MiB', peak_rss() / 2**20)
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes (Linux: ru_maxrss is in KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == 'darwin' else peak * 1024
