@@ -18,6 +18,11 @@ def _gpu_missing() -> str | None:
 
     if not cuda.available:
         return 'needs CuPy and a CUDA GPU (make install-gpu)'
+    try:
+        if cuda.cupy.cuda.runtime.getDeviceCount() == 0:
+            return 'CuPy finds no CUDA GPU'
+    except cuda.cupy.cuda.runtime.CUDARuntimeError as error:
+        return f'CuPy finds no usable CUDA GPU ({error})'
     return None
 
 

@@ -174,7 +174,7 @@ def test_two_ranks_agree_report_exact_accuracy_and_resume_after_a_kill(tmp_path,
     resumed = read_log(out)
     assert [entry['epoch'] for entry in resumed] == [1, 2, 3, 4]
     assert resumed[:2] == log and resumed[3]['iteration'] == 20
-    assert not [name for name in os.listdir(out) if name.startswith(('tmp', '.'))]
+    assert [name for name in os.listdir(out) if name.startswith(('tmp', '.'))] == ['.lock']
 
 
 @pytest.mark.mpi
@@ -220,3 +220,41 @@ def test_gpu_communicators_need_gpus():
     assert exit_info.value.code == 2
     assert trainer.parse_args(['--communicator', 'pure_nccl', '-g', '0']).gpu == 0
     assert trainer.parse_args([]).communicator is None
+
+
+@pytest.mark.parametrize('communicator', ['naive', 'flat'])
+def test_mpi_on_gpu_memory_is_refused(communicator, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        trainer.parse_args(['--communicator', communicator, '-g', '0'])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert 'not CUDA-aware' in err or "invalid choice: 'flat'" in err
+
+
+AVERAGE_SCRIPT = """
+import json, sys
+import trainer
+import chainer.links as L
+import numpy as np
+from trainer import distributed
+
+comm = distributed.create_communicator('naive')
+bn = L.BatchNormalization(3)
+bn.avg_mean[...] = comm.rank + 1
+bn.avg_var[...] = 10 * (comm.rank + 1)
+bn.N = comm.rank  # an integer persistent: left alone
+distributed.average_over_ranks(bn, comm)
+print(json.dumps([bn.avg_mean.tolist(), bn.avg_var.tolist(), int(bn.N)]))
+"""
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_persistents_are_averaged_through_the_host(tmp_path):
+    """The path that needs no CUDA-aware MPI: means of the ranks' BN statistics."""
+    script = tmp_path / 'average.py'
+    script.write_text(AVERAGE_SCRIPT)
+    lines = [json.loads(line) for line in run_mpi(tmp_path, str(script)).splitlines()]
+    assert sorted(line[2] for line in lines) == [0, 1]
+    for mean, var, _ in lines:
+        assert mean == [1.5] * 3 and var == [15.0] * 3

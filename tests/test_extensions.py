@@ -30,8 +30,8 @@ def test_guard_checks_every_interval_and_at_epoch_end():
 
 def test_log_extras():
     confusion = np.array([[3, 1], [0, 4]])
-    postprocess = log_extras(64, lambda: confusion)
-    entry = {'main/step_time': 0.5}
+    postprocess = log_extras(2, lambda: confusion)
+    entry = {'train/images_per_sec': 64.0}
     postprocess(entry)
     assert entry == {
         'train/images_per_sec': 128.0,

@@ -145,3 +145,20 @@ def test_presets(image):
     assert test((image, 0))[0].shape == (3, 32, 32)
     with pytest.raises(ValueError, match="unknown preset '64'"):
         make_transforms('64')
+
+
+@pytest.mark.parametrize('preset', ['122', '32'])
+def test_device_normalization_equals_the_host_one(preset):
+    from trainer.transforms import DeviceNormalize
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
+    host_train, host_test = make_transforms(preset, seed=3)
+    raw_train, raw_test = make_transforms(preset, seed=3, normalize=False)
+    for host, raw in ((host_train, raw_train), (host_test, raw_test)):
+        expected = np.stack([host((image, 0))[0] for image in images])
+        batch = [raw((image, 0)) for image in images]
+        assert batch[0][0].dtype == np.uint8
+        x, t = DeviceNormalize()(batch, None)
+        assert x.dtype == np.float32 and t.tolist() == [0] * 4
+        np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-5)

@@ -66,6 +66,11 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         help='split each test batch into this many forward passes',
     )
     add(
+        '--eval-batch',
+        type=_positive,
+        help='images per evaluation batch (default: -b); results do not depend on it',
+    )
+    add(
         '-lr',
         '--lr',
         type=validators.argtype(validators.positive_float),
@@ -104,6 +109,13 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         '--plain',
         action='store_true',
         help='on the CPU, run the model as plain Chainer functions instead of its fast path',
+    )
+    add(
+        '--tf32',
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help='on GPUs that have it (Ampere and later), TF32 math for float32 convolutions and '
+        'matrix products, as PyTorch does by default',
     )
     add(
         '--seed',
@@ -152,7 +164,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of predict and serve that say which model to load and how it was trained.
 
     ``--arch``, ``--dataset`` and ``--preset`` default to what the run's ``run.json`` beside
-    the weights says (else squezenet, cifar10, 122); a flag that contradicts it is refused.
+    the weights says (else squeezenet, cifar10, 122); a flag that contradicts it is refused.
     """
     add = parser.add_argument
     add('-m', '--model', required=True, help='model.npz or snapshot_epoch_N written by training')

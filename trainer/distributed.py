@@ -18,19 +18,25 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from trainer.devices import DeviceError
+import chainer
+
+from trainer.errors import DeviceError
 
 if TYPE_CHECKING:
-    import chainer
     from chainer.training import Extension
     from chainermn import CommunicatorBase as Communicator
 else:
     Communicator = Any  # chainermn is imported only when a communicator is asked for
 
-COMMUNICATORS = ('naive', 'flat', 'non_cuda_aware', 'pure_nccl')
-"""ChainerMN 7's communicators (hierarchical, two_dimensional and single_node are gone)."""
+COMMUNICATORS = ('naive', 'non_cuda_aware', 'pure_nccl')
+"""The ChainerMN 7 communicators that can run here (flat reduces through MPI on GPU
+memory, which the MPI of ``make install-mpi`` cannot do)."""
 CPU_COMMUNICATORS = ('naive',)
 """The communicators that run on the CPU; the others need CUDA GPUs (pure_nccl: NCCL)."""
+GPU_COMMUNICATORS = ('pure_nccl', 'non_cuda_aware')
+"""The communicators for GPUs that never hand GPU memory to MPI (NCCL, or host copies):
+the MPI wheels ``make install-mpi`` installs are not CUDA-aware, so naive and flat, which
+reduce through MPI on the arrays where they are, cannot run on GPUs here."""
 TRAINING = ('main/loss', 'main/accuracy')
 """The training figures of the log, averaged over the ranks."""
 
@@ -84,17 +90,44 @@ def rank_seed(seed: int | None, comm: Communicator | None) -> int | None:
     return seed if comm is None else (seed + comm.rank) % 2**32
 
 
-def device_id(gpu: int, comm: Communicator | None) -> int:
-    """The GPU of this process: ``gpu`` without MPI; under MPI, -1 (CPU) or the node-local rank.
+def device_id(gpu: int, comm: Communicator | None, visible: int | None = None) -> int:
+    """The GPU of this process: ``gpu`` without MPI; under MPI, -1 (CPU) or this rank's GPU.
 
-    One rank per GPU: with ``-g`` 0 or more every rank uses GPU ``comm.intra_rank``.
+    One rank per GPU: with ``-g`` 0 or more, each rank takes the GPU numbered by its rank on
+    its node, among the GPUs it sees; a launcher that shows each process only its own GPU
+    (``CUDA_VISIBLE_DEVICES`` per rank, as Slurm does) makes that GPU 0. ``visible`` is the
+    number of GPUs this process sees (counted when None).
     """
-    return gpu if comm is None or gpu < 0 else comm.intra_rank
+    if comm is None or gpu < 0:
+        return gpu
+    visible = visible_gpus() if visible is None else visible
+    if visible == 1:
+        return 0
+    if comm.intra_rank >= visible:
+        raise DeviceError(
+            f'rank {comm.rank} is process {comm.intra_rank} on its node but sees only '
+            f'{visible} GPU(s): start at most one process per GPU'
+        )
+    return comm.intra_rank
+
+
+def visible_gpus() -> int:
+    """How many CUDA GPUs this process sees (0 without CuPy or a driver)."""
+    from chainer.backends import cuda
+
+    if not cuda.available:
+        return 0
+    try:
+        return cuda.cupy.cuda.runtime.getDeviceCount()
+    except cuda.cupy.cuda.runtime.CUDARuntimeError:
+        return 0
 
 
 def broadcast(value: Any, comm: Communicator | None) -> Any:
     """Rank 0's ``value`` on every rank (``value`` itself without MPI)."""
-    return value if comm is None else comm.bcast_obj(value, root=0)
+    if comm is None:
+        return value
+    return comm.bcast_obj(value if comm.rank == 0 else None, root=0)
 
 
 def barrier(comm: Communicator | None) -> None:
@@ -143,11 +176,48 @@ def average_persistents(model: chainer.Link, comm: Communicator) -> Extension:
 
     Each rank's BN normalizes with its own batch while training (plain per-rank BN); the
     averaging before each evaluation makes the ranks' models, and so the evaluation and
-    the saved ``model.npz``, the same.
+    the saved ``model.npz``, the same. Unlike ChainerMN's AllreducePersistent, the arrays
+    travel through host memory (one float64 buffer, one MPI all-reduce), so GPU runs work
+    with an MPI that is not CUDA-aware.
     """
-    import chainermn
+    from chainer.training import extension
 
-    return chainermn.extensions.AllreducePersistent(model, comm)
+    class AveragePersistents(extension.Extension):
+        trigger = (1, 'epoch')
+        priority = extension.PRIORITY_WRITER + 1  # before the evaluator
+
+        def __call__(self, trainer=None) -> None:
+            average_over_ranks(model, comm)
+
+    return AveragePersistents()
+
+
+def average_over_ranks(model: chainer.Link, comm: Communicator) -> None:
+    """Replace every float persistent of ``model`` by its mean over the ranks (via the host)."""
+    import numpy as np
+    from mpi4py import MPI
+
+    arrays = [
+        (link, name)
+        for _, link in sorted(model.namedlinks())
+        for name in sorted(link._persistent)  # noqa: SLF001  (Chainer has no public list)
+        if getattr(link.__dict__[name], 'dtype', None) is not None
+        and link.__dict__[name].dtype.kind == 'f'
+    ]
+    if not arrays:
+        return
+    cpu = chainer.backend.CpuDevice()
+    host = [np.asarray(cpu.send(link.__dict__[name]), dtype=np.float64) for link, name in arrays]
+    buffer = np.concatenate([a.ravel() for a in host])
+    comm.mpi_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+    buffer /= comm.size
+    offset = 0
+    for (link, name), old in zip(arrays, host, strict=True):
+        value = buffer[offset : offset + old.size].reshape(old.shape)
+        offset += old.size
+        target = link.__dict__[name]
+        device = chainer.backend.get_device_from_array(target)
+        target[...] = device.send(value.astype(target.dtype))
 
 
 def mean_over_ranks(

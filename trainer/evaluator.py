@@ -27,6 +27,10 @@ class ClassificationEvaluator(extensions.Evaluator):
         device: where the batches go.
         progress_bar: show a progress bar while evaluating.
         comm: ChainerMN communicator whose ranks share the test set (None: no MPI).
+        converter: makes a batch of arrays on ``device`` (Chainer's ``concat_examples``).
+
+    The sums stay on the device during the pass (no synchronization per batch) and come to
+    the host once at its end.
     """
 
     def __init__(
@@ -38,10 +42,12 @@ class ClassificationEvaluator(extensions.Evaluator):
         device=None,
         progress_bar: bool = False,
         comm=None,
+        converter=chainer.dataset.concat_examples,
     ) -> None:
         super().__init__(
             iterator,
             predictor,
+            converter=converter,
             device=device,
             eval_func=self._forward,
             progress_bar=progress_bar,
@@ -51,25 +57,36 @@ class ClassificationEvaluator(extensions.Evaluator):
         self.comm = comm
         self.confusion = np.zeros((len(label_names),) * 2, dtype=np.int64)
         self._loss_sum = 0.0
+        self._counts = None
 
     def _forward(self, x, t) -> None:
         predictor = self.get_target('main')
         size = -(-len(x) // self.divide)
         n = len(self.label_names)
+        xp = chainer.backend.get_array_module(x)
         for start in range(0, len(x), size):
             xs, ts = x[start : start + size], t[start : start + size]
             y = predictor(xs)
-            self._loss_sum += float(F.softmax_cross_entropy(y, ts, reduce='no').array.sum())
+            loss = F.softmax_cross_entropy(y, ts, reduce='no').array.sum(dtype=xp.float64)
             pairs = ts * n + y.array.argmax(axis=1)
-            counts = chainer.backend.get_array_module(pairs).bincount(pairs, minlength=n * n)
-            self.confusion += chainer.backend.CpuDevice().send(counts).reshape(n, n)
+            counts = xp.bincount(pairs, minlength=n * n)
+            if self._counts is None:
+                self._loss_sum, self._counts = loss, counts
+            else:
+                self._loss_sum, self._counts = self._loss_sum + loss, self._counts + counts
 
     def evaluate(self) -> dict:
-        self.confusion = np.zeros_like(self.confusion)
-        self._loss_sum = 0.0
+        self._loss_sum, self._counts = 0.0, None
+        n = len(self.label_names)
         start = time.perf_counter()
         with chainer.using_config('train', False), chainer.no_backprop_mode():
             super().evaluate()
+        cpu = chainer.backend.CpuDevice()
+        if self._counts is None:  # an empty test set
+            self.confusion = np.zeros((n, n), dtype=np.int64)
+        else:  # the one transfer of the pass
+            self.confusion = np.asarray(cpu.send(self._counts), dtype=np.int64).reshape(n, n)
+            self._loss_sum = float(cpu.send(self._loss_sum))
         if self.comm is not None:
             self.confusion = self.comm.allreduce_obj(self.confusion)
             self._loss_sum = self.comm.allreduce_obj(self._loss_sum)

@@ -89,20 +89,19 @@ class StartAt(extension.Extension):
         pass  # all its work is in initialize
 
 
-def log_extras(batch_size: int, confusion_of: Callable):
-    """A LogReport ``postprocess`` adding ``train/images_per_sec`` and confusion counts.
+def log_extras(processes: int, confusion_of: Callable):
+    """A LogReport ``postprocess``: images/s of all processes, and the confusion counts.
 
     (The lr is Chainer's ``observe_lr``.)
 
     Args:
-        batch_size: images per training step.
+        processes: processes training together (MPI ranks), each at the reported rate.
         confusion_of: returns the evaluator's latest confusion matrix (numpy).
     """
 
     def postprocess(entry: dict) -> None:
-        step_time = entry.pop('main/step_time', None)
-        if step_time:
-            entry['train/images_per_sec'] = batch_size / step_time
+        if 'train/images_per_sec' in entry:
+            entry['train/images_per_sec'] *= processes
         confusion = confusion_of()
         if confusion is not None and confusion.sum():
             entry['validation/confusion'] = confusion.tolist()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from layers import INITIALIZERS
 from trainer import validators
 from trainer.datasets import DATASETS
-from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS
+from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS, GPU_COMMUNICATORS
 from trainer.errors import UserError
 from trainer.recipe import RECIPE
 from trainer.registry import DEFAULT_ARCH
@@ -44,6 +44,7 @@ class TrainOptions:
     start_epoch: int = 1
     train_batch_divide: int = 1
     test_batch_divide: int = 1
+    eval_batch: int | None = None
     lr: float = RECIPE.lr
     load_model: str | None = None
     load_optimizer: str | None = None
@@ -60,6 +61,7 @@ class TrainOptions:
     arch: str = DEFAULT_ARCH
     init: str | None = None
     plain: bool = False
+    tf32: bool = True
 
     def __post_init__(self) -> None:
         self.check()
@@ -112,6 +114,11 @@ class TrainOptions:
                 f'argument --communicator: {self.communicator} needs GPUs (-g 0); on the CPU '
                 'use naive'
             )
+        if self.communicator not in (None, *GPU_COMMUNICATORS) and self.gpu >= 0:
+            raise OptionError(
+                f'argument --communicator: {self.communicator} would hand GPU memory to MPI, '
+                'which is not CUDA-aware here; on GPUs use pure_nccl (or non_cuda_aware)'
+            )
         if self.start_epoch > self.epoch:
             raise OptionError(
                 f'argument -s/--start_epoch: {self.start_epoch} is past -e {self.epoch}'
@@ -121,6 +128,11 @@ class TrainOptions:
                 f'argument -s/--start_epoch: -s {self.start_epoch} continues from weights: '
                 'give them with -m model.npz (and -o optimizer.npz, -l log.json if you have them)'
             )
+
+    @property
+    def test_batch(self) -> int:
+        """Images per evaluation batch: ``--eval-batch``, else ``-b``."""
+        return self.eval_batch or self.batch
 
     def model_options(self) -> dict:
         """The options passed to the architecture's factory (None: its own default)."""
@@ -134,6 +146,7 @@ _FIELD_CHECKS = {
     'start_epoch': ('-s/--start_epoch', validators.positive),
     'train_batch_divide': ('-trb/--train_batch_divide', validators.positive),
     'test_batch_divide': ('-teb/--test_batch_divide', validators.positive),
+    'eval_batch': ('--eval-batch', validators.positive),
     'lr': ('-lr/--lr', validators.positive_float),
     'seed': ('--seed', validators.seed),
     'workers': ('--workers', validators.non_negative),

@@ -138,8 +138,14 @@ def remove_temporaries(folder: Path) -> list[Path]:
 
 
 def _running(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, killed but not reaped, does not)."""
     if pid == os.getpid():
         return False  # this process writes nothing yet when it cleans up
+    try:
+        state = Path(f'/proc/{pid}/stat').read_text().rsplit(') ', 1)[-1][:1]
+        return state not in ('Z', 'X')
+    except OSError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -26,7 +26,7 @@ from chainer import iterators
 from chainer.datasets import TransformDataset, TupleDataset
 from chainer.training import extensions
 
-from trainer import distributed, plots, registry
+from trainer import devices, distributed, plots, registry
 from trainer.datasets import Cifar, load_cifar
 from trainer.devices import get_device
 from trainer.environment import environment
@@ -46,7 +46,7 @@ from trainer.run_folder import (
     read_npz,
 )
 from trainer.schedules import StepSchedule, resolve_milestones
-from trainer.transforms import make_transforms
+from trainer.transforms import DeviceNormalize, make_transforms
 from trainer.updaters import AccumulatingUpdater
 
 logger = logging.getLogger(__name__)
@@ -79,14 +79,20 @@ def make_optimizer(
 
 
 def make_iterators(
-    data: Cifar, options: TrainOptions, comm: distributed.Communicator | None = None
+    data: Cifar,
+    options: TrainOptions,
+    comm: distributed.Communicator | None = None,
+    normalize: bool = True,
 ) -> tuple:
     """Train (shuffled, repeating) and test iterators over the transformed splits.
 
-    Under MPI (``comm``), over this rank's shards of the splits.
+    Under MPI (``comm``), over this rank's shards of the splits. With ``normalize=False``
+    the images stay uint8, for ``DeviceNormalize`` on the GPU. ``--workers`` processes
+    prepare the training batches; the test iterator, busy only while evaluating, gets half
+    as many, so that together they do not crowd the cores the training process needs.
     """
     seed = distributed.rank_seed(options.seed, comm)
-    train_transform, test_transform = make_transforms(options.preset, seed)
+    train_transform, test_transform = make_transforms(options.preset, seed, normalize)
     train = TupleDataset(data.train.images, data.train.labels)
     train = TransformDataset(distributed.shard_train(train, comm, options.seed), train_transform)
     test = TupleDataset(data.test.images, data.test.labels)
@@ -94,13 +100,16 @@ def make_iterators(
     if options.workers == 0:
         return (
             iterators.SerialIterator(train, options.batch),
-            iterators.SerialIterator(test, options.batch, repeat=False, shuffle=False),
+            iterators.SerialIterator(test, options.test_batch, repeat=False, shuffle=False),
         )
-    workers = options.workers
     return (
-        GuardedMultiprocessIterator(train, options.batch, n_processes=workers),
+        GuardedMultiprocessIterator(train, options.batch, n_processes=options.workers),
         GuardedMultiprocessIterator(
-            test, options.batch, repeat=False, shuffle=False, n_processes=workers
+            test,
+            options.test_batch,
+            repeat=False,
+            shuffle=False,
+            n_processes=max(1, options.workers // 2),
         ),
     )
 
@@ -124,6 +133,10 @@ def build_trainer(
         folder.path.mkdir(parents=True, exist_ok=True)
     device = get_device(distributed.device_id(options.gpu, comm))
     device.use()
+    devices.configure(device, options.tf32)
+    on_gpu = device.xp is not np
+    # on a GPU, uint8 images cross the bus and are normalized there
+    converter = DeviceNormalize() if on_gpu else chainer.dataset.concat_examples
     classifier = L.Classifier(model)
     classifier.to_device(device)
     optimizer = distributed.wrap_optimizer(
@@ -134,9 +147,13 @@ def build_trainer(
     if options.load_optimizer:
         _load_optimizer(optimizer, options.load_optimizer)
 
-    train_iter, test_iter = make_iterators(data, options, comm)
+    train_iter, test_iter = make_iterators(data, options, comm, normalize=not on_gpu)
     updater = AccumulatingUpdater(
-        train_iter, optimizer, divide=options.train_batch_divide, device=device
+        train_iter,
+        optimizer,
+        divide=options.train_batch_divide,
+        device=device,
+        converter=converter,
     )
     trainer = chainer.training.Trainer(updater, (options.epoch, 'epoch'), out=str(folder.path))
 
@@ -149,13 +166,13 @@ def build_trainer(
         device=device,
         progress_bar=options.progress and root,
         comm=comm,
+        converter=converter,
     )
-    images_per_step = options.batch * distributed.size(comm)
     log = extensions.LogReport(
         filename=None,
         log_name=None,
         postprocess=distributed.mean_over_ranks(
-            log_extras(images_per_step, lambda: evaluator.confusion), comm
+            log_extras(distributed.size(comm), lambda: evaluator.confusion), comm
         ),
     )
     trainer.extend(NonFiniteGuard())

@@ -13,8 +13,9 @@ class AccumulatingUpdater(updaters.StandardUpdater):
     The loss of each sub-batch is scaled by ``1 / divide``, so one update equals the
     full-batch update for nets without batch statistics (BatchNormalization sees the
     sub-batch): a way to train the recipe's batch on a small GPU. The reported values
-    are averaged over the sub-batches. It also reports ``main/step_time``, the seconds
-    of one update including the wait for data, from which the images/s figure comes.
+    are averaged over the sub-batches. At each epoch's end it reports
+    ``train/images_per_sec``: the images of the epoch over the wall time from its first
+    step's start to its last step's end, the device synchronized (waits for data included).
     Everything else is StandardUpdater's contract: ``converter``, ``device`` and
     ``input_device``, ``loss_func`` (default: the optimizer's target), ``loss_scale``.
 
@@ -28,9 +29,12 @@ class AccumulatingUpdater(updaters.StandardUpdater):
     def __init__(self, iterator, optimizer, divide: int = 1, **kwargs) -> None:
         super().__init__(iterator, optimizer, **kwargs)
         self.divide = divide
+        self._epoch_start = None
+        self._epoch_images = 0
 
     def update_core(self) -> None:
-        start_time = time.perf_counter()
+        if self._epoch_start is None:
+            self._epoch_start, self._epoch_images = time.perf_counter(), 0
         iterator = self._iterators['main']
         batch = iterator.next()
         optimizer = self._optimizers['main']
@@ -57,6 +61,12 @@ class AccumulatingUpdater(updaters.StandardUpdater):
             del loss
         reporter.report({key: value / self.divide for key, value in totals.items()})
         optimizer.update()
+        self._epoch_images += len(batch)
         if self.auto_new_epoch and iterator.is_new_epoch:
             optimizer.new_epoch(auto=True)
-        reporter.report({'main/step_time': time.perf_counter() - start_time})
+        if iterator.is_new_epoch:
+            if self.device is not None and hasattr(self.device, 'device'):
+                self.device.device.synchronize()  # a GPU: its queued work counts too
+            seconds = time.perf_counter() - self._epoch_start
+            reporter.report({'train/images_per_sec': self._epoch_images / seconds})
+            self._epoch_start = None
