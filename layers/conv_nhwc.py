@@ -92,7 +92,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
             raise ValueError(f'branches give different output sizes: {sorted(shapes)}')
         (n, out_h, out_w) = shapes.pop()
         channels = sum(w.shape[0] for _, w, _ in parts)
-        y = np.empty((n, out_h, out_w, channels), dtype=parts[0][0].dtype)
+        y = np.empty((n, out_h, out_w, channels), parts[0][0].dtype)
         y2 = y.reshape(-1, channels)
         start = 0
         for (x, w, b), branch in zip(parts, self.branches, strict=True):
@@ -100,7 +100,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
             out = y2[:, start:stop]
             np.matmul(self._columns(x, w, branch), _weight_matrix(w).T, out=out)
             if b is not None:
-                out += b
+                kernels.add_bias(out, b)
             start = stop
         return (y,)
 
@@ -125,14 +125,14 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         grads = {}
         start = 0
         parts = self._split(tuple(v.array for v in inputs))
-        for (x, w, b), branch, (ix, iw, ib) in zip(
+        for (x, w, _), branch, (ix, iw, ib) in zip(
             parts, self.branches, self.positions(), strict=True
         ):
             stop = start + w.shape[0]
             g = gy2[:, start:stop]
             start = stop
             if ib is not None and ib in indexes:
-                grads[ib] = kernels.column_sums(g).astype(b.dtype)
+                grads[ib] = _ones(g.shape[0], g.dtype) @ g  # a GEMV: the column sums
             wm = _weight_matrix(w)
             if iw in indexes:
                 gw = np.matmul(g.T, self._columns(x, w, branch))
@@ -148,7 +148,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         n, out_h, out_w = self._geometry(x, w, branch)
         gcol = workspace.scratch('gcol', (g.shape[0], wm.shape[1]), x.dtype)
         np.matmul(g, wm, out=gcol)
-        gx = np.empty(x.shape, dtype=x.dtype)
+        gx = np.empty(x.shape, x.dtype)
         s, p = branch.stride, branch.pad
         kernels.col2im(gcol, gx, kh, kw, s, s, p, p, out_h, out_w)
         return gx
@@ -173,6 +173,18 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 y = F.bias(y, b)
             ys.append(F.reshape(y, (n, out_h, out_w, o)))
         return (F.concat(ys, axis=3) if len(ys) > 1 else ys[0],)
+
+
+def _ones(n: int, dtype) -> np.ndarray:
+    """A read-only vector of ``n`` ones (kept: the bias gradients' GEMV needs one per size)."""
+    ones = _ONES.get((n, np.dtype(dtype).str))
+    if ones is None:
+        ones = _ONES[n, np.dtype(dtype).str] = np.ones(n, dtype)
+        ones.flags.writeable = False
+    return ones
+
+
+_ONES: dict = {}
 
 
 def _weight_matrix(w: np.ndarray) -> np.ndarray:

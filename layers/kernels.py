@@ -4,8 +4,9 @@ Every array here is NHWC (channels innermost) and C-contiguous, so the inner loo
 kernel runs over contiguous channels. Only what a BLAS GEMM cannot do is compiled: the
 im2col / col2im of k x k convolutions, max pooling, and batch normalization fused with the
 ReLU that follows it. Each kernel is one pass over its data, parallel over rows (``prange``).
-Reductions accumulate in float64, so the statistics and parameter gradients are closer to
-exact than a float32 sum. No ``fastmath``: NaN and infinity propagate as in NumPy.
+The batch-norm reductions accumulate in float64, so the statistics and the gamma and beta
+gradients are closer to exact than a float32 sum. No ``fastmath``: NaN and infinity
+propagate as in NumPy.
 """
 
 from layers import runtime
@@ -75,16 +76,12 @@ def col2im(col, gx, kh, kw, sy, sx, py, px, out_h, out_w):
 
 
 @_jit
-def column_sums(a):
-    """Float64 sums of the columns of a 2-D array (a bias gradient), parallel over rows."""
-    rows, cols = a.shape
-    blocks = _chunks(rows)
-    partial = np.zeros((blocks, cols), np.float64)
-    for b in prange(blocks):
-        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
-            for k in range(cols):
-                partial[b, k] += a[r, k]
-    return partial.sum(axis=0)
+def add_bias(y, b):
+    """y[r, k] += b[k] for a 2-D (rows, channels) y, in place; y may be a column slice."""
+    rows, cols = y.shape
+    for r in prange(rows):
+        for k in range(cols):
+            y[r, k] += b[k]
 
 
 # -- max pooling: first maximum in window order, argmax as a small window offset ------------
