@@ -55,6 +55,7 @@ class HTTPError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.line: str | None = None  # the request line, when one was read (for the log)
 
 
 class ClientGone(Exception):
@@ -189,6 +190,14 @@ async def read_head(stream: Stream) -> tuple[Request, str]:
         if raw.strip(b'\r\n'):
             break
     line = raw.rstrip(b'\r\n').decode('latin-1')
+    try:
+        return await _parse_head(stream, raw, line), line
+    except HTTPError as error:
+        error.line = line
+        raise
+
+
+async def _parse_head(stream: Stream, raw: bytes, line: str) -> Request:
     words = line.split(' ')
     if len(words) != 3 or not all(words):
         raise HTTPError(400, 'bad request line: expected "METHOD /path HTTP/1.1"')
@@ -223,7 +232,7 @@ async def read_head(stream: Stream) -> tuple[Request, str]:
         request.headers.setdefault(name.lower(), []).append(value.strip(' \t'))
     if version >= (1, 1) and len(request.headers.get('host', [])) != 1:
         raise HTTPError(400, 'an HTTP/1.1 request needs one Host header')
-    return request, line
+    return request
 
 
 def response(

@@ -256,6 +256,7 @@ class PredictionServer:
                     raise HTTPError(408, self._late()) from None
                 reply = await self._route(request, stream, writer, deadline)
             except HTTPError as error:
+                line = error.line or line
                 reply = Reply.json(
                     error.status, {'error': error.message}, headers=error.headers, close=True
                 )
