@@ -38,10 +38,20 @@ $(STAMP): $(REQS) requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
 	touch $@
 
+# The GPU extra, for the stack in use. Pinned stack (CUDA 12 only): cupy-cuda12x 13.6 with
+# cuDNN and NCCL fetched once into ~/.cupy (running it again finds them); it needs the CUDA 12
+# runtime of a toolkit, not only a driver. Modern stack (STACK=modern, CUDA=12 or 13):
+# CuPy 14 with the CUDA runtime from PyPI ([ctk]), no cuDNN (Chainer then uses im2col).
+CUDA ?= 12
+CUPY_MODERN := 14.2.0
 install-gpu: install
+ifeq ($(STACK),modern)
+	$(PY) -m pip install -q --disable-pip-version-check 'cupy-cuda$(CUDA)x[ctk]==$(CUPY_MODERN)'
+else
+	@test "$(CUDA)" = 12 || { echo "CUDA $(CUDA) needs CuPy 14 and NumPy 2: make install-gpu STACK=modern CUDA=$(CUDA)" >&2; exit 2; }
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-gpu.txt
-	$(PY) -m cupyx.tools.install_library --cuda 12.x --library cudnn
-	$(PY) -m cupyx.tools.install_library --cuda 12.x --library nccl
+	$(PY) -m tools.cuda_libraries --cuda 12.x cudnn nccl
+endif
 
 # MPI for ChainerMN (mpiexec -n N python main.py ... --communicator ...): wheels, no compiler.
 install-mpi: install

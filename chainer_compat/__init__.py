@@ -151,7 +151,12 @@ def apply() -> tuple[str, ...]:
         sys.modules['pkg_resources'] = _pkg_resources()
         patched.append('pkg_resources')
     # setuptools 80.9 to 81: Chainer's import of pkg_resources would print a UserWarning.
-    elif _pkg_resources_warns() and 'warning:pkg_resources' not in PATCHED:
+    # (Not where pkg_resources is this module's stand-in, which never warns: setuptools 82+.)
+    elif (
+        _pkg_resources_warns()
+        and 'warning:pkg_resources' not in PATCHED
+        and getattr(sys.modules.get('pkg_resources'), '__doc__', None) != _STAND_IN_DOC
+    ):
         warnings.filterwarnings(
             'ignore',
             'pkg_resources is deprecated as an API',

@@ -1,0 +1,1 @@
+"""Maintenance commands: installing GPU libraries, checking a GPU machine end to end."""
