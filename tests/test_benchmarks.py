@@ -124,7 +124,9 @@ def test_counts_must_be_positive(flag, capsys):
     assert 'must be 1 or more' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(('script', 'lines'), [('pooling.py', 6), ('conv1x1.py', 18)])
+@pytest.mark.parametrize(
+    ('script', 'lines'), [('pooling.py', 6), ('conv1x1.py', 18), ('conv3x3.py', 9)]
+)
 def test_micro_benchmarks_print_json_lines(script, lines):
     path = Path(__file__).resolve().parents[1] / 'benchmarks' / script
     done = subprocess.run(
