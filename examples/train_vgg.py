@@ -21,52 +21,57 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-
-class ConvBNReLU(chainer.Chain):
-    """3x3 convolution (same padding, no bias), batch normalization, ReLU."""
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__()
-        with self.init_scope():
-            self.conv = L.Convolution2D(c_in, c_out, 3, pad=1, nobias=True)
-            self.bn = L.BatchNormalization(c_out)
-
-    def forward(self, x: chainer.Variable) -> chainer.Variable:
-        return F.relu(self.bn(self.conv(x)))
+from layers import ConvBNReLU, nhwc
 
 
 class VGG(chainer.Chain):
-    """Three blocks of two ConvBNReLU and 2x2 max pooling, then dropout and a dense head.
+    """Three blocks of two Conv-BN-ReLU units and 2x2 max pooling, then dropout and a dense head.
 
     Global average pooling before the head makes it work at any input size from 8x8 up, so
-    both presets train it (32x32, or 122/128 with preset '122').
+    both presets train it (32x32, or 122/128 with preset '122'). The units are the generic
+    ``layers.ConvBNReLU``; on NumPy arrays the body runs on the CPU fast path
+    (``layers.nhwc``: NHWC activations, GEMM convolutions, fused BN + ReLU).
 
     Args:
         n_classes: number of classes.
         channels: output channels of the three blocks.
         dropout: dropout ratio before the head, active only when ``chainer.config.train``.
+        fast: take the CPU fast path on NumPy arrays (False: Chainer's plain functions).
     """
 
     def __init__(
-        self, n_classes: int = 10, channels: tuple = (64, 128, 256), dropout: float = 0.5
+        self,
+        n_classes: int = 10,
+        channels: tuple = (64, 128, 256),
+        dropout: float = 0.5,
+        fast: bool = True,
     ) -> None:
         super().__init__()
         self.dropout = dropout
+        self.fast = fast
         widths = [3, *(c for c in channels for _ in range(2))]
         with self.init_scope():
             self.convs = chainer.ChainList(
-                *(ConvBNReLU(c_in, c_out) for c_in, c_out in itertools.pairwise(widths))
+                *(ConvBNReLU(c_in, c_out, 3, pad=1) for c_in, c_out in itertools.pairwise(widths))
             )
             self.head = L.Linear(channels[-1], n_classes)
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
-        h = x
-        for i, conv in enumerate(self.convs):
-            h = conv(h)
-            if i % 2 == 1:
-                h = F.max_pooling_2d(h, 2)
-        h = F.dropout(F.mean(h, axis=(2, 3)), self.dropout)
-        return self.head(h)
+        if nhwc.use_fast(x, self.fast):
+            h = nhwc.to_nhwc(x)
+            for i, unit in enumerate(self.convs):
+                h = unit.forward_nhwc(h)
+                if i % 2 == 1:
+                    h = nhwc.max_pooling(h, 2, 2, 0)
+            h = F.mean(h, axis=(1, 2))
+        else:
+            h = x
+            for i, unit in enumerate(self.convs):
+                h = unit(h)
+                if i % 2 == 1:
+                    h = F.max_pooling_2d(h, 2)
+            h = F.mean(h, axis=(2, 3))
+        return self.head(F.dropout(h, self.dropout))
 
 
 def main(argv: list[str] | None = None) -> list:

@@ -1,0 +1,47 @@
+"""The threading environment the fast path sets for itself."""
+
+import json
+import os
+import subprocess
+import sys
+
+from layers import runtime
+
+PROBE = """
+import json, numba, numpy as np, squeeze_net, chainer
+model = squeeze_net.SqueezeNet(10)
+with chainer.using_config('train', False):
+    model(np.zeros((1, 3, 32, 32), np.float32))
+print(json.dumps({'layer': numba.threading_layer(), 'threads': numba.get_num_threads()}))
+"""
+
+
+def probe(**env) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(('NUMBA_', 'OMP_'))}
+    done = subprocess.run(
+        [sys.executable, '-c', PROBE],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_kernels_run_on_the_workqueue_layer_with_the_blas_thread_count():
+    assert probe(OMP_NUM_THREADS='1') == {'layer': 'workqueue', 'threads': 1}
+
+
+def test_a_users_numba_setting_wins():
+    assert probe(NUMBA_NUM_THREADS='1')['threads'] == 1
+
+
+def test_thread_count_follows_the_blas_variables(monkeypatch):
+    for name in runtime.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('OPENBLAS_NUM_THREADS', '3')
+    assert runtime.thread_count() == 3
+    monkeypatch.setenv('OMP_NUM_THREADS', '2')
+    assert runtime.thread_count() == 2
+    monkeypatch.setenv('OMP_NUM_THREADS', 'x')
+    assert runtime.thread_count() == 3
