@@ -23,7 +23,7 @@ BENCH_ARGS ?=
 TORCH_PYTHON ?= python3.11
 TORCH_VENV ?= .venv-torch
 
-.PHONY: install install-gpu install-mpi test test-quick lint format bench bench-torch train clean
+.PHONY: install install-gpu install-mpi gpu-check test test-quick lint format bench bench-torch train clean
 
 install: $(STAMP)
 
@@ -52,6 +52,12 @@ else
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-gpu.txt
 	$(PY) -m tools.cuda_libraries --cuda 12.x cudnn nccl
 endif
+
+# Prove the GPU path on this machine (after install-gpu): GPU tests, a killed and resumed
+# GPU run, GPU/CPU predictions, CPU -> GPU -> CPU resume, the benchmark; one JSON summary.
+GPU_CHECK_ARGS ?=
+gpu-check: install
+	$(PY) -m tools.gpu_check $(GPU_CHECK_ARGS)
 
 # MPI for ChainerMN (mpiexec -n N python main.py ... --communicator ...): wheels, no compiler.
 install-mpi: install

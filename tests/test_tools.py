@@ -40,3 +40,30 @@ def test_other_failures_are_one_line(capsys):
 def test_unknown_library_is_refused_by_the_parser():
     with pytest.raises(SystemExit):
         cuda_libraries.main(['cublas'])
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_logic_on_the_cpu(tmp_path):
+    """The checks' own logic, with -g -1 standing in for the GPU (the GPU run is make gpu-check)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import write_cifar10
+
+    root = Path(__file__).resolve().parents[1]
+    archive = write_cifar10(tmp_path / 'data', n_train=100, n_test=40)
+    command = [sys.executable, '-m', 'tools.gpu_check', '-g', '-1', '--data', str(archive)]
+    command += ['--train-images', '100', '--test-images', '40', '--out', str(tmp_path / 'out')]
+    command += ['--only', 'kill_and_resume', 'predict_gpu_vs_cpu', 'resume_cpu_gpu_cpu']
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900)
+    summary = json.loads(done.stdout)
+    assert done.returncode == 0, summary
+    assert summary['device']['device'] == 'cpu'
+    assert {name: check['status'] for name, check in summary['checks'].items()} == {
+        'kill_and_resume': 'pass',
+        'predict_gpu_vs_cpu': 'pass',
+        'resume_cpu_gpu_cpu': 'pass',
+    }
+    assert summary['checks']['kill_and_resume']['epochs'] == [1, 2, 3]

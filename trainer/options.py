@@ -26,8 +26,8 @@ class OptionError(UserError, ValueError):
 
 
 def default_workers() -> int:
-    """One augmentation process per core, at most 16."""
-    return min(os.cpu_count() or 1, 16)
+    """Augmentation processes: one per core but the training process's, 1 to 16."""
+    return max(1, min((os.cpu_count() or 1) - 1, 16))
 
 
 @dataclass
