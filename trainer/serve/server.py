@@ -462,7 +462,7 @@ def make_server(
 def run(server: PredictionServer) -> None:
     """Serve until interrupted (Ctrl-C), then close; log the address and the peak memory."""
     logger.info(
-        'serving %s (%d classes, preset %s) on %s: %d workers, images up to %s pixels',
+        'serving %s (%d classes, preset %s) at %s with %d workers, images up to %s pixels',
         server.predictor.name,
         len(server.predictor.labels),
         server.predictor.preset,
