@@ -10,7 +10,7 @@ architecture, class names and preset come from the ``run.json`` beside them.
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,37 +65,62 @@ def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[Pred
     return [Prediction(labels[i], float(probabilities[i])) for i in order]
 
 
+class ChainerForward:
+    """A Chainer link as a forward function: a numpy batch in, numpy logits out.
+
+    Runs in test mode without a graph, under a lock (Chainer links are not thread-safe).
+
+    Args:
+        model: a link mapping (N, 3, H, W) float32 images to (N, n_classes) logits.
+        device: where the model runs (NumPy when None).
+    """
+
+    def __init__(self, model: chainer.Link, device: chainer.backend.Device | None = None) -> None:
+        self.model = model
+        self.device = device or chainer.get_device('@numpy')
+        self.model.to_device(self.device)
+        self._lock = threading.Lock()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = self.device.send(x)
+        with self._lock, chainer.using_config('train', False), chainer.no_backprop_mode():
+            logits = self.model(x).array
+        return chainer.backend.CpuDevice().send(logits)
+
+
 class Predictor:
     """A trained model with its class names and preprocessing: images in, top-k out.
 
     Safe to share between threads: preprocessing runs in the caller's thread, the forward
-    pass under a lock (Chainer links are not thread-safe), in test mode without a graph.
+    pass is the backend's (``ChainerForward`` serializes Chainer's).
 
     Args:
         model: a link mapping (N, 3, H, W) float32 images to (N, n_classes) logits, weights
-            already loaded.
+            already loaded; or any forward function numpy batch -> numpy logits (another
+            backend, e.g. ONNX Runtime).
         labels: class names in label order.
         preset: the transform preset the model was trained with ('122' or '32').
-        device: where the model runs (NumPy when None).
+        device: where a Chainer model runs (NumPy when None).
         name: the architecture's name, for display (``--arch``).
     """
 
     def __init__(
         self,
-        model: chainer.Link,
+        model: chainer.Link | Callable[[np.ndarray], np.ndarray],
         labels: Sequence[str],
         preset: str = '122',
         device: chainer.backend.Device | None = None,
         name: str = '',
     ) -> None:
-        self.model = model
+        if isinstance(model, chainer.Link):
+            self.forward = ChainerForward(model, device)
+            self.name = name or type(model).__name__
+        else:
+            self.forward = model
+            self.name = name or 'model'
         self.labels = tuple(labels)
         self.preset = preset
-        self.name = name or type(model).__name__
         self.transform = make_transforms(preset)[1]
-        self.device = device or chainer.get_device('@numpy')
-        self.model.to_device(self.device)
-        self._lock = threading.Lock()
 
     def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Class probabilities, (len(images), n_classes) float64."""
@@ -132,10 +157,7 @@ class Predictor:
         probabilities = [np.zeros((0, len(self.labels)))]
         for start in range(0, len(cifar), BATCH):
             x = np.stack([self.transform((c, 0))[0] for c in cifar[start : start + BATCH]])
-            x = self.device.send(x)
-            with self._lock, chainer.using_config('train', False), chainer.no_backprop_mode():
-                logits = self.model(x).array
-            probabilities.append(softmax(chainer.backend.CpuDevice().send(logits)))
+            probabilities.append(softmax(np.asarray(self.forward(x))))
         return np.concatenate(probabilities)
 
 
