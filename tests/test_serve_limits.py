@@ -11,6 +11,7 @@ import select
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -132,7 +133,7 @@ def test_slow_clients_hold_no_worker_and_do_not_delay_others(server):
     try:
         for sock in slow:
             sock.sendall(b'POST /predict HTTP/1.1\r\nHost: x\r\n')
-        workers = [t for t in threading.enumerate() if t.name.startswith('predict')]
+        workers = [t for t in threading.enumerate() if t.name.startswith('decode')]
         began = time.monotonic()
         status, reply = post(server, png())
         assert status == 200 and len(reply['predictions']) == 3
@@ -181,7 +182,9 @@ def test_formats_outside_the_safe_list_are_refused(server):
 
 
 def test_200_clients_at_once_all_get_the_right_answer(server):
-    """A burst waits in the listen backlog: no resets, every answer as a single request's."""
+    """A burst waits in the listen backlog: no resets, every answer as a single request's
+    (the same classes; the same probabilities to float rounding, as the images share
+    forward passes)."""
     bodies = [png(seed) for seed in range(4)]
     expected = [post(server, body) for body in bodies]
     count = 200
@@ -202,7 +205,13 @@ def test_200_clients_at_once_all_get_the_right_answer(server):
         thread.join(timeout=120)
     errors = [reply for reply in replies if isinstance(reply, Exception)]
     assert errors == []
-    assert replies == [expected[i % 4] for i in range(count)]
+    for i, (status, reply) in enumerate(replies):  # batched: equal to float rounding
+        want = expected[i % 4][1]['predictions']
+        assert status == 200
+        assert [p['label'] for p in reply['predictions']] == [p['label'] for p in want]
+        assert [p['probability'] for p in reply['predictions']] == pytest.approx(
+            [p['probability'] for p in want], rel=1e-5, abs=1e-9
+        )
 
 
 MEMORY_BOUND = 1280 * 2**20  # bytes: the server's peak RSS with bounded decoding
@@ -241,3 +250,24 @@ def test_decompression_bombs_at_once_stay_within_a_fixed_memory_bound():
     assert replies == [200, 200, 200, 413] * 2
     assert peak < MEMORY_BOUND, f'peak RSS {peak / 2**20:.0f} MiB'
     assert after < before + 100 * 2**20, f'{before / 2**20:.0f} -> {after / 2**20:.0f} MiB'
+
+
+def test_concurrent_images_share_forward_passes(predictor):
+    """Images decoded while a pass runs go through the next pass together."""
+    sizes = []
+    original = predictor.probabilities
+
+    def counted(images):
+        sizes.append(len(images))
+        return original(images)
+
+    server, thread = start(predictor)
+    predictor.probabilities = counted
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            statuses = [status for status, _ in pool.map(lambda _: post(server, png()), range(64))]
+    finally:
+        del predictor.probabilities
+        stop(server, thread)
+    assert statuses == [200] * 64
+    assert sum(sizes) == 64 and len(sizes) < 64 and max(sizes) <= predict.BATCH

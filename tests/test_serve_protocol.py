@@ -10,6 +10,7 @@ import json
 import logging
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -217,7 +218,11 @@ def test_control_characters_are_escaped_in_the_log(server, caplog):
     caplog.set_level(logging.INFO, logger='trainer.serve')
     data = b'GET /\x1b[2J\r\x00fake\x9b\\ HTTP/1.1\r\nHost: x\r\n\r\n'
     assert_json_error(send(server, data), 400, 'bad request target')
-    lines = [r.getMessage() for r in caplog.records if r.name == 'trainer.serve']
+    for _ in range(100):  # the server logs a reply just after sending it
+        lines = [r.getMessage() for r in caplog.records if r.name == 'trainer.serve']
+        if any('fake' in line for line in lines):
+            break
+        time.sleep(0.05)
     line = next(line for line in lines if 'fake' in line)
     assert '"GET /\\x1b[2J\\x0d\\x00fake\\x9b\\\\ HTTP/1.1" 400' in line
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in line)
