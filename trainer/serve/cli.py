@@ -4,6 +4,7 @@ import argparse
 
 from trainer import validators
 from trainer.cli import add_model_arguments
+from trainer.images import BYTES_PER_PIXEL
 from trainer.serve.server import MAX_BYTES, MAX_PIXELS, TIMEOUT, WORKERS
 
 
@@ -41,8 +42,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         '--workers',
         type=validators.argtype(validators.integer, 1, 64),
         default=WORKERS,
-        help='images decoded and classified at once (memory: about workers x max-pixels x '
-        '10 bytes)',
+        help='images decoded at once (memory: about workers x max-pixels x '
+        f'{BYTES_PER_PIXEL} bytes); the model classifies them in shared batches',
     )
     add(
         '--timeout',

@@ -1,8 +1,10 @@
 """The prediction service: connections on one asyncio loop, images on a few worker threads.
 
 Why this shape: a connection costs a socket and a coroutine, not a thread, so slow or idle
-clients cannot use up the workers; only a complete request reaches the bounded pool of
-``workers`` threads that decode, preprocess and predict. Memory is bounded at each step:
+clients cannot use up the workers. Only a complete request reaches the bounded pool of
+``workers`` threads that decode and shrink images to 32x32; the model then classifies the
+images waiting for it together, one batched forward pass at a time on its own thread (a
+pass over 32 images costs about what 3 single ones do). Memory is bounded at each step:
 
 - the request head (64 KiB) and body (``max_bytes``) of at most ``max_connections``
   connections, bodies held at once within UPLOAD_MEMORY (a request waits for its share);
@@ -54,8 +56,10 @@ from trainer.serve.protocol import (
 logger = logging.getLogger('trainer.serve')
 
 MAX_BYTES = 10 * 2**20  # largest image upload, 10 MiB
-MAX_PIXELS = 40_000_000  # largest decoded image: a 7,300 x 5,500 PNG, a JPEG of 2.5 GP
-WORKERS = 2  # images decoded and classified at once
+# Largest decoded image: a 7,300 x 5,500 PNG (up to 400 MB to decode); JPEGs count at the
+# 1/2 to 1/8 scale they are decoded at, so photos pass up to Pillow's own 179 MP limit.
+MAX_PIXELS = 40_000_000
+WORKERS = 2  # images decoded at once; the model classifies them in shared batches
 TIMEOUT = 30.0  # seconds for a whole request, head and body
 IDLE_TIMEOUT = 5.0  # seconds a keep-alive connection may wait for its next request
 MAX_CONNECTIONS = 512  # open connections; more are answered 503 at once
@@ -113,7 +117,7 @@ class PredictionServer:
         max_bytes: largest request body accepted (413 beyond, from the header).
         top: predictions per image when the request has no ``?top=``.
         max_pixels: largest decoded image (413 beyond, from the image header).
-        workers: images decoded and classified at once.
+        workers: threads decoding images, so images decoded at once.
         timeout: seconds for a whole request, head and body (408 beyond).
         idle_timeout: seconds an open connection may wait for a request.
         max_connections: open connections at once (503 beyond).
