@@ -30,6 +30,7 @@ FLAGS = [
     '--disable-background-networking',
     '--disable-component-update',
     '--disable-sync',
+    '--disable-dev-shm-usage',  # a small /dev/shm in containers crashes tabs
     '--window-size=1000,1000',
 ]
 WAIT = 30  # seconds for the page to answer

@@ -268,8 +268,13 @@ class PredictionServer:
                 reply = await self._route(request, stream, writer, deadline)
             except HTTPError as error:
                 line = error.line or line
+                head = request is not None and request.method == 'HEAD'
                 reply = Reply.json(
-                    error.status, {'error': error.message}, headers=error.headers, close=True
+                    error.status,
+                    {'error': error.message},
+                    headers=error.headers,
+                    close=True,
+                    head=head,
                 )
             if request is not None and not request.keep_alive:
                 reply.close = True
