@@ -222,27 +222,7 @@ def train(
         root = distributed.is_root(comm)
         folder = RunFolder(options.save_path, options.img_dir if root else None, plots.draw)
         with folder.open() if root else contextlib.nullcontext():
-            settings = run_settings(model, options, data, comm)
-            newest = None
-            if root:
-                record = folder.read_record()
-                folder.check_settings(record, settings)
-                newest = folder.newest_snapshot()
-            done = distributed.broadcast(newest[0] if newest else 0, comm)
-            if done and options.start_epoch > 1:
-                raise OptionError(
-                    f'argument -s/--start_epoch: {folder.path} already holds a run (epoch '
-                    f'{done}); -s starts a new run from -m in an empty -p'
-                )
-            if done > options.epoch:
-                raise OptionError(
-                    f'argument -e/--epoch: {folder.path} holds {done} trained epochs, more than '
-                    f'-e {options.epoch}; give -e {done} or more (or another -p for a new run)'
-                )
-            if root:
-                if newest:
-                    log = folder.publish(newest[1])  # views written again from the snapshot
-                folder.write_record(_record(record, settings, options, comm))
+            done, arrays, log = _open_run(folder, model, options, data, comm)
             if done == options.epoch:
                 logger.info(
                     'nothing to do: %s already holds the %d epochs of -e %d',
@@ -250,15 +230,52 @@ def train(
                     done,
                     options.epoch,
                 )
-                return distributed.broadcast(log if root else None, comm)
+                return log
             trainer = build_trainer(model, options, data, comm, folder)
             if done:
-                arrays = newest[1] if root else _snapshot_of(folder, done)
                 load_snapshot(trainer, arrays, folder.path / f'snapshot_epoch_{done}')
                 if root:
                     logger.info('resuming %s after epoch %d', folder.path, done)
             trainer.run(show_loop_exception_msg=False)  # the CLI prints one line
     return trainer.get_extension('LogReport').log
+
+
+def _open_run(
+    folder: RunFolder, model: chainer.Link, options: TrainOptions, data: Cifar, comm
+) -> tuple[int, dict | None, list | None]:
+    """Check the run folder against these settings; return (finished epochs, the newest
+    snapshot's arrays, its log). Rank 0 decides and writes; the other ranks follow.
+
+    The views (model.npz, log.json, plots) are written again from the newest snapshot, and
+    this session is added to run.json.
+    """
+    root = distributed.is_root(comm)
+    settings = run_settings(model, options, data, comm)
+    newest, record = None, None
+    if root:
+        record = folder.read_record()
+        folder.check_settings(record, settings)
+        newest = folder.newest_snapshot()
+    done = distributed.broadcast(newest[0] if newest else 0, comm)
+    if done and options.start_epoch > 1:
+        raise OptionError(
+            f'argument -s/--start_epoch: {folder.path} already holds a run (epoch {done}); '
+            '-s starts a new run from -m in an empty -p'
+        )
+    if done > options.epoch:
+        raise OptionError(
+            f'argument -e/--epoch: {folder.path} holds {done} trained epochs, more than '
+            f'-e {options.epoch}; give -e {done} or more (or another -p for a new run)'
+        )
+    log = None
+    if root:
+        if newest:
+            log = folder.publish(newest[1])
+        folder.write_record(_record(record, settings, options, comm))
+    if not done:
+        return 0, None, []
+    arrays = newest[1] if root else _snapshot_of(folder, done)
+    return done, arrays, distributed.broadcast(log, comm)
 
 
 def set_seed(seed: int | None) -> None:
