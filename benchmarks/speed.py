@@ -562,8 +562,8 @@ def torch_ratios(result: dict, peers: dict) -> dict:
 _COMPILE_PROBE = """
 import time
 start = time.perf_counter()
+from squeeze_net import SqueezeNet  # first: its shim lets Chainer import on NumPy 2
 import chainer, chainer.functions as F, numpy as np
-from squeeze_net import SqueezeNet
 imported = time.perf_counter()
 model = SqueezeNet(10)
 x = np.zeros((2, 3, 32, 32), np.float32)
