@@ -1,0 +1,111 @@
+"""Early stopping: Chainer's own trigger, checked each epoch, resumable from the run's log.
+
+``make_early_stopping('validation/main/loss', patience=10, max_epochs=300)`` is the
+Trainer's stop trigger: training ends when the key has not improved for ``patience``
+epochs in a row, or after ``max_epochs``. The direction comes from the key: a loss must
+fall, an accuracy rise.
+
+Chainer's ``EarlyStoppingTrigger`` keeps its best value and count in memory only, and a
+snapshot is written before the trigger sees its epoch, so a resumed run would count
+afresh. ``EarlyStopping.resume`` replays the run's log instead: with one check per epoch,
+the state is a function of the logged values (each epoch's mean of the key, which is what
+LogReport logs). A run that had stopped stops again at once when rerun.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from chainer.serializers import NpzDeserializer
+from chainer.training.triggers import EarlyStoppingTrigger, IntervalTrigger
+
+from trainer.errors import UserError
+
+MODES = ('min', 'max')
+
+
+class StoppingError(UserError, ValueError):
+    """An early-stopping setting that cannot be used; the message names it."""
+
+
+def mode_of(key: str) -> str:
+    """'min' for a loss, 'max' for an accuracy; StoppingError for a key that is neither."""
+    if 'loss' in key:
+        return 'min'
+    if 'accuracy' in key:
+        return 'max'
+    raise StoppingError(
+        f'--early-stopping {key}: cannot tell whether it should fall or rise (a key with '
+        '"loss" should fall, one with "accuracy" rise)'
+    )
+
+
+class EarlyStopping(EarlyStoppingTrigger):
+    """Chainer's EarlyStoppingTrigger checked once per epoch, plus ``resume``.
+
+    Args:
+        key: the logged value to watch, e.g. 'validation/main/loss'.
+        patience: checks (epochs) without improvement before stopping.
+        max_epochs: the most epochs to train.
+        mode: 'min' or 'max'.
+    """
+
+    def __init__(self, key: str, patience: int, max_epochs: int, mode: str) -> None:
+        self.mode = mode
+        self.check = IntervalTrigger(1, 'epoch')
+        super().__init__(
+            check_trigger=self.check,
+            monitor=key,
+            patience=patience,
+            mode=mode,
+            max_trigger=(max_epochs, 'epoch'),
+        )
+
+    def __call__(self, trainer) -> bool:
+        # True at once for a resumed run that had already stopped (``resume``).
+        return self.count >= self.patience or super().__call__(trainer)
+
+    def resume(self, log: list[dict], iteration: int) -> bool:
+        """Take the state the trigger had after the epochs of ``log``; True if it had stopped.
+
+        Call it after loading a snapshot, with the log it holds and the updater's iteration.
+        Epochs whose entry lacks the key (no evaluation) were not checks, as in Chainer.
+        """
+        better = np.greater if self.mode == 'max' else np.less
+        for entry in log:
+            if self.monitor not in entry:
+                continue
+            if better(entry[self.monitor], self.best):
+                self.best, self.count = entry[self.monitor], 0
+            else:
+                self.count += 1
+        epoch = max((entry.get('epoch', 0) for entry in log), default=0)
+        # The next check is at the end of the next epoch (a fresh interval trigger would
+        # fire at once, before the key is observed, and warn).
+        self.check.serialize(
+            NpzDeserializer(
+                {
+                    'previous_iteration': np.asarray(iteration),
+                    'previous_epoch_detail': np.asarray(float(epoch)),
+                }
+            )
+        )
+        return self.count >= self.patience
+
+
+def make_early_stopping(
+    key: str, patience: int, max_epochs: int, mode: str | None = None
+) -> EarlyStopping:
+    """A stop trigger ending training when ``key`` stops improving (Chainer's own trigger).
+
+    Args:
+        key: a logged value, e.g. 'validation/main/loss' or 'validation/main/accuracy'.
+        patience: epochs without improvement before stopping (1 or more).
+        max_epochs: the most epochs to train (the run's ``-e``).
+        mode: 'min' or 'max'; inferred from ``key`` when None (loss: min, accuracy: max).
+    """
+    mode = mode or mode_of(key)
+    if mode not in MODES:
+        raise StoppingError(f'early stopping mode {mode!r}: choose min or max')
+    if patience < 1:
+        raise StoppingError(f'--patience {patience}: must be 1 or more')
+    return EarlyStopping(key, patience, max_epochs, mode)
