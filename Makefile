@@ -1,4 +1,4 @@
-# Entry points: make install | test | test-quick | lint | bench | bench-torch | train | install-gpu | install-mpi | clean
+# Entry points: make install | test | test-quick | lint | bench-serve | bench | bench-torch | train | install-gpu | install-mpi | clean
 # STACK=pinned (default: Python 3.11, NumPy 1.26) or STACK=modern (Python 3.12, NumPy 2).
 
 STACK ?= pinned
@@ -23,7 +23,7 @@ BENCH_ARGS ?=
 TORCH_PYTHON ?= python3.11
 TORCH_VENV ?= .venv-torch
 
-.PHONY: install install-gpu install-mpi gpu-check test test-quick lint format bench bench-torch train clean
+.PHONY: install install-gpu install-mpi gpu-check test test-quick lint bench-serve format bench bench-torch train clean
 
 install: $(STAMP)
 
@@ -80,6 +80,9 @@ format: install
 
 bench: install
 	$(PY) -m benchmarks.speed $(BENCH_ARGS)
+
+bench-serve: install
+	$(PY) -m benchmarks.serve_load $(BENCH_ARGS)
 
 # Same, plus the per-function profile and the PyTorch peer (benchmarks/torch_squeezenet.py).
 bench-torch: install $(TORCH_VENV)/.installed

@@ -103,13 +103,12 @@ def test_killed_run_restarts_without_losing_an_epoch(tmp_path, cifar10_archive):
     time.sleep(0.3)  # somewhere in epoch 3: mid-step, mid-evaluation or mid-write
     process.send_signal(signal.SIGKILL)
     process.wait()
-    before = read_log(out)
-    assert len(before) >= 2
+    before = read_log(out)  # written after its snapshot: epoch 1 at least, maybe 2 or 3
+    assert len(before) >= 1
     subprocess.run(command, cwd=tmp_path, check=True, stdout=subprocess.DEVNULL, timeout=300)
     after = read_log(out)
     assert [entry['epoch'] for entry in after] == [1, 2, 3, 4, 5]
-    kept = len(before) if (out / f'snapshot_epoch_{len(before)}').exists() else 2
-    assert after[:2] == before[:2] and len(after[:kept]) == kept
+    assert after[: len(before)] == before  # every logged epoch had its snapshot: kept as is
     assert [name for name in os.listdir(out) if name.startswith(('tmp', '.'))] == ['.lock']
 
 
