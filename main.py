@@ -1,7 +1,7 @@
 """Train SqueezeNet (simple bypass) on CIFAR-10: python main.py -e 300 -b 64 -g 0 -lr 0.1
 
 Classify images: python main.py predict -m RUN/model.npz cat.jpg dog.png [--top 3] [--json]
-Serve the model over HTTP (a web page at /): python main.py serve -m RUN/model.npz [--host 127.0.0.1] [--port 8000]
+Serve it over HTTP, with a web page at /: python main.py serve -m RUN/model.npz [--port 8000]
 
 Any registered architecture or import path trains, predicts and serves the same way
 (``--arch package.module:Factory``); see trainer.registry.
