@@ -126,7 +126,7 @@ class OnnxForward:
         try:
             self.session = ort.InferenceSession(model, options, providers=['CPUExecutionProvider'])
         except Exception as error:  # ONNX Runtime's own exception types are not public
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            reason = (str(error).strip() or type(error).__name__).splitlines()[0]
             raise ModelFileError(f'{self.where}: not a usable ONNX model ({reason})') from None
         self.info = ModelInfo.from_props(
             self.session.get_modelmeta().custom_metadata_map, self.where
