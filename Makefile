@@ -1,4 +1,4 @@
-# Entry points: make install | test | test-quick | lint | bench-serve | bench | bench-torch | train | install-gpu | install-mpi | clean
+# Entry points: make install | test | test-quick | lint | format | bench | bench-torch | bench-serve | train | install-gpu | install-mpi | install-extras | gpu-check | clean
 # STACK=pinned (default: Python 3.11, NumPy 1.26) or STACK=modern (Python 3.12, NumPy 2).
 
 STACK ?= pinned
@@ -23,7 +23,7 @@ BENCH_ARGS ?=
 TORCH_PYTHON ?= python3.11
 TORCH_VENV ?= .venv-torch
 
-.PHONY: install install-gpu install-mpi gpu-check test test-quick lint bench-serve format bench bench-torch train clean
+.PHONY: install install-gpu install-mpi install-extras gpu-check test test-quick lint bench-serve format bench bench-torch train clean
 
 install: $(STAMP)
 
@@ -52,6 +52,12 @@ else
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-gpu.txt
 	$(PY) -m tools.cuda_libraries --cuda 12.x cudnn nccl
 endif
+
+# Optional extras (ONNX export and backend, TensorBoard, Optuna) for the stack in use: wheels,
+# then onnx-chainer (a pure-Python sdist) without the deps it declares (chainer<7, onnx<1.7).
+install-extras: install
+	$(PY) -m pip install -q --disable-pip-version-check --only-binary=:all: -r requirements-extras.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-extras-nodeps.txt
 
 # Prove the GPU path on this machine (after install-gpu): GPU tests, a killed and resumed
 # GPU run, GPU/CPU predictions, CPU -> GPU -> CPU resume, the benchmark; one JSON summary.

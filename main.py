@@ -2,6 +2,7 @@
 
 Classify images: python main.py predict -m RUN/model.npz cat.jpg dog.png [--top 3] [--json]
 Serve it over HTTP, with a web page at /: python main.py serve -m RUN/model.npz [--port 8000]
+Export it to ONNX: python main.py export -m RUN/model.npz -o model.onnx (then --backend onnx)
 
 Any registered architecture or import path trains, predicts and serves the same way
 (``--arch package.module:Factory``); see trainer.registry.
@@ -29,8 +30,8 @@ class Terminated(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ('predict', 'serve'):
-        return {'predict': predict, 'serve': serve}[argv[0]](argv[1:])
+    if argv and argv[0] in ('predict', 'serve', 'export'):
+        return {'predict': predict, 'serve': serve, 'export': export}[argv[0]](argv[1:])
     options = trainer.parse_args(argv, trainer.build_parser(__doc__))
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     with _stop_on_sigterm(), np.errstate(all='ignore'):  # a NaN loss is one line, not warnings
@@ -54,7 +55,7 @@ def predict(argv: list[str]) -> int:
     args = trainer.cli.build_predict_parser('main.py predict').parse_args(argv)
     try:
         predictor = trainer.predict.load_predictor(
-            args.model, args.arch, args.dataset, args.preset, args.gpu
+            args.model, args.arch, args.dataset, args.preset, args.gpu, args.backend
         )
     except trainer.UserError as error:
         return _fail(error)
@@ -75,7 +76,7 @@ def serve(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
     try:
         predictor = trainer.predict.load_predictor(
-            args.model, args.arch, args.dataset, args.preset, args.gpu
+            args.model, args.arch, args.dataset, args.preset, args.gpu, args.backend
         )
         server = trainer.serve.make_server(
             predictor,
@@ -90,6 +91,24 @@ def serve(argv: list[str]) -> int:
     except trainer.UserError as error:
         return _fail(error)
     trainer.serve.run(server)
+    return 0
+
+
+def export(argv: list[str]) -> int:
+    """Write an ONNX file of a trained model, checked against Chainer's logits first."""
+    args = trainer.cli.build_export_parser('main.py export').parse_args(argv)
+    try:
+        from trainer.export import export_onnx  # the extras, only when asked for
+
+        result = export_onnx(args.model, args.output, args.arch, args.dataset, args.preset)
+    except trainer.UserError as error:
+        return _fail(error)
+    info = result.info
+    print(
+        f'{result.path}: {info.arch}, {len(info.labels)} classes ({info.dataset}), preset '
+        f'{info.preset}; ONNX Runtime matches Chainer within {max(result.errors.values()):.2g} '
+        f'(allowed {result.allowed:.2g}) at batch {", ".join(map(str, result.errors))}'
+    )
     return 0
 
 

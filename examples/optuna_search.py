@@ -21,27 +21,13 @@ import warnings
 from pathlib import Path
 
 import trainer  # first: it lets Chainer import on current stacks
-
-# isort: split
-import chainer
-
 from trainer import registry
 from trainer.extras import require
-from trainer.recipe import RECIPE, Recipe
+from trainer.recipe import RECIPE
 
 KEY = 'validation/main/accuracy'  # what the trials maximize and the pruner watches
 LR = (0.01, 0.3)  # sampled log-uniformly
 WEIGHT_DECAY = (1e-5, 1e-3)  # sampled log-uniformly
-
-
-def set_recipe_weight_decay(optimizer: chainer.Optimizer, recipe: Recipe) -> None:
-    """Give the optimizer ``build_trainer`` made the weight decay of ``recipe`` instead.
-
-    (``make_optimizer(..., recipe=recipe)`` would make the same optimizer; build_trainer
-    uses the default recipe, so its WeightDecay hook is replaced here.)
-    """
-    optimizer.remove_hook('WeightDecay')
-    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(recipe.weight_decay))
 
 
 def objective(trial, options: trainer.TrainOptions, data: trainer.Cifar) -> float:
@@ -60,8 +46,7 @@ def objective(trial, options: trainer.TrainOptions, data: trainer.Cifar) -> floa
     )
     trainer.set_seed(options.seed)
     model = registry.build(options.arch, data.n_classes, **options.model_options())
-    run = trainer.build_trainer(model, options, data)
-    set_recipe_weight_decay(run.updater.get_optimizer('main'), recipe)
+    run = trainer.build_trainer(model, options, data, recipe=recipe)
     with warnings.catch_warnings():
         # optuna-integration 4.9 marks the extension deprecated (removed in 5.0); it works.
         warnings.simplefilter('ignore', FutureWarning)

@@ -108,3 +108,22 @@ def test_train_takes_keywords(tmp_path, cifar10_archive):
 def test_train_checks_its_keywords(keywords, message):
     with pytest.raises(trainer.OptionError, match=message):
         trainer.TrainOptions.make(None, **keywords)
+
+
+def test_build_trainer_takes_a_recipe_variant(tmp_path, cifar10_archive):
+    import chainer.links as L
+    import numpy as np
+
+    options = trainer.TrainOptions(save_path=str(tmp_path), batch=20, preset='32', workers=0)
+    variant = dataclasses.replace(RECIPE, weight_decay=0.5, momentum=0.0)
+    link = L.Linear(3, 10)
+    built = trainer.build_trainer(
+        link, options, trainer.load_cifar(path=cifar10_archive), recipe=variant
+    )
+    optimizer = built.updater.get_optimizer('main')
+    assert optimizer.momentum == 0.0
+    w = link.W.array.copy()
+    optimizer.target.cleargrads()
+    link.W.grad, link.b.grad = np.zeros_like(w), np.zeros(10, np.float32)
+    optimizer.update()  # zero gradient: only the decay moves W, by lr * rate * W
+    np.testing.assert_allclose(link.W.array, w * (1 - options.lr * 0.5), rtol=1e-6)

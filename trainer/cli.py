@@ -13,6 +13,7 @@ from trainer import registry, validators
 from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS
 from trainer.options import OptionError, TrainOptions, default_workers
+from trainer.predict import BACKENDS
 from trainer.recipe import RECIPE
 from trainer.transforms import PRESETS
 
@@ -138,6 +139,27 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         'needs `make install-mpi`)',
     )
     add(
+        '--tensorboard',
+        nargs='?',
+        const='',
+        metavar='DIR',
+        help='also write every logged figure as TensorBoard scalars to DIR (without DIR: '
+        'SAVE_PATH/tensorboard); needs `make install-extras`',
+    )
+    add(
+        '--early-stopping',
+        metavar='KEY',
+        help='stop once KEY (a logged value: validation/main/loss, validation/main/accuracy, '
+        'main/loss...) has not improved for --patience epochs; a loss must fall, an '
+        'accuracy rise',
+    )
+    add(
+        '--patience',
+        type=_positive,
+        default=10,
+        help='epochs without improvement before --early-stopping stops the run',
+    )
+    add(
         '--progress',
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -167,7 +189,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     the weights says (else squeezenet, cifar10, 122); a flag that contradicts it is refused.
     """
     add = parser.add_argument
-    add('-m', '--model', required=True, help='model.npz or snapshot_epoch_N written by training')
+    add(
+        '-m',
+        '--model',
+        required=True,
+        help='model.npz or snapshot_epoch_N written by training; with --backend onnx, a '
+        'model.onnx written by main.py export',
+    )
+    add(
+        '--backend',
+        choices=BACKENDS,
+        default='chainer',
+        help='chainer: the weights in Chainer; onnx: an exported model in ONNX Runtime, on '
+        'the CPU (needs `make install-extras`)',
+    )
     add(
         '--preset',
         choices=PRESETS,
@@ -202,4 +237,30 @@ def build_predict_parser(prog: str | None = None) -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument('images', nargs='+', help='image files')
     parser.add_argument('--json', action='store_true', help='print a JSON list instead of lines')
+    return parser
+
+
+def build_export_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The command line of ``export``: weights in, an ONNX file out."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description='Export a trained model to ONNX (onnx-chainer), checked against Chainer '
+        'before it is written; predict and serve run it with --backend onnx. Needs '
+        '`make install-extras`.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add('-m', '--model', required=True, help='model.npz or snapshot_epoch_N written by training')
+    add('-o', '--output', required=True, help='the ONNX file to write')
+    add(
+        '--preset',
+        choices=PRESETS,
+        help="the preset the model was trained with (default: the run's, else 122)",
+    )
+    add(
+        '--dataset',
+        choices=sorted(DATASETS),
+        help="the class names (default: the run's, else cifar10)",
+    )
+    add('--arch', help="the model (default: the run's, else squeezenet)")
     return parser

@@ -33,8 +33,7 @@ from trainer.datasets import DATASETS
 from trainer.environment import git_commit
 from trainer.errors import UserError
 from trainer.extras import INSTALL, MissingExtraError, require
-from trainer.predict import _setting
-from trainer.run_folder import load_weights, read_record_beside, write_atomically
+from trainer.run_folder import load_weights, model_settings, write_atomically
 from trainer.transforms import make_transforms
 
 # ONNX Runtime's logits may differ from Chainer's by this fraction of the largest logit
@@ -92,11 +91,7 @@ def export_onnx(
     output = Path(output)
     if not output.parent.is_dir():
         raise ExportError(f'{output}: cannot write (no folder {output.parent})')
-    record = read_record_beside(model_path)
-    settings = record['settings'] if record else {}
-    arch = _setting(model_path, 'arch', arch, settings, registry.DEFAULT_ARCH)
-    dataset = _setting(model_path, 'dataset', dataset, settings, 'cifar10')
-    preset = _setting(model_path, 'preset', preset, settings, '122')
+    arch, dataset, preset = model_settings(model_path, arch, dataset, preset)
     labels = DATASETS[dataset].label_names
     model = registry.build(arch, len(labels), **registry.accepted_options(arch, {'fast': False}))
     load_weights(model, model_path, len(labels))

@@ -18,6 +18,7 @@ from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS, GPU_COMMUNICAT
 from trainer.errors import UserError
 from trainer.recipe import RECIPE
 from trainer.registry import DEFAULT_ARCH
+from trainer.stopping import StoppingError, mode_of
 from trainer.transforms import PRESETS
 
 
@@ -62,6 +63,9 @@ class TrainOptions:
     init: str | None = None
     plain: bool = False
     tf32: bool = True
+    tensorboard: str | None = None
+    early_stopping: str | None = None
+    patience: int = 10
 
     def __post_init__(self) -> None:
         self.check()
@@ -128,6 +132,11 @@ class TrainOptions:
                 f'argument -s/--start_epoch: -s {self.start_epoch} continues from weights: '
                 'give them with -m model.npz (and -o optimizer.npz, -l log.json if you have them)'
             )
+        if self.early_stopping is not None:
+            try:
+                mode_of(self.early_stopping)
+            except StoppingError as error:
+                raise OptionError(f'argument {error}') from None
 
     @property
     def test_batch(self) -> int:
@@ -151,4 +160,5 @@ _FIELD_CHECKS = {
     'seed': ('--seed', validators.seed),
     'workers': ('--workers', validators.non_negative),
     'keep': ('--keep', validators.positive),
+    'patience': ('--patience', validators.positive),
 }

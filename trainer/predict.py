@@ -12,7 +12,6 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import chainer
 import numpy as np
@@ -21,13 +20,14 @@ from PIL import Image
 from trainer import registry
 from trainer.datasets import DATASETS
 from trainer.devices import get_device
-from trainer.errors import ImageError, ModelFileError
+from trainer.errors import DeviceError, ImageError
 from trainer.images import open_image, to_cifar
-from trainer.run_folder import RUN_FILE, load_weights, read_record_beside
+from trainer.run_folder import load_weights, model_settings
 from trainer.transforms import make_transforms
 
 DEFAULT_TOP = 3
 BATCH = 32  # images per forward pass, to bound memory for long file lists
+BACKENDS = ('chainer', 'onnx')
 
 
 @dataclass(frozen=True)
@@ -167,36 +167,28 @@ def load_predictor(
     dataset: str | None = None,
     preset: str | None = None,
     gpu: int = -1,
+    backend: str = 'chainer',
 ) -> Predictor:
     """A Predictor with the weights of ``path`` (``model.npz`` or a snapshot).
 
     ``arch``, ``dataset`` and ``preset`` default to the ``run.json`` beside ``path`` (the
     run that wrote it), else to squeezenet, cifar10 and 122; a value that contradicts the
-    record is refused. Raises ModelFileError (or another UserError) with one line.
+    record is refused. With ``backend='onnx'``, ``path`` is a ``model.onnx`` written by
+    ``trainer.export`` and run by ONNX Runtime on the CPU; its metadata is the record.
+    Raises ModelFileError (or another UserError) with one line.
     """
-    record = read_record_beside(path)
-    settings = record['settings'] if record else {}
-    arch = _setting(path, 'arch', arch, settings, registry.DEFAULT_ARCH)
-    dataset = _setting(path, 'dataset', dataset, settings, 'cifar10')
-    preset = _setting(path, 'preset', preset, settings, '122')
+    if backend == 'onnx':
+        if gpu >= 0:
+            raise DeviceError('--backend onnx runs on the CPU: leave -g out')
+        from trainer.backends import load_onnx_predictor  # the extra, only when asked for
+
+        return load_onnx_predictor(path, arch, dataset, preset)
+    arch, dataset, preset = model_settings(path, arch, dataset, preset)
     labels = DATASETS[dataset].label_names
     device = get_device(gpu)
     model = registry.build(arch, len(labels))
     load_weights(model, path, len(labels))
     return Predictor(model, labels, preset, device, name=arch)
-
-
-def _setting(path, name: str, given: str | None, recorded: dict, default: str) -> str:
-    """``given`` if it agrees with the run's record, the recorded value if none is given."""
-    if name not in recorded:
-        return default if given is None else given
-    if given is not None and given != recorded[name]:
-        record = Path(path).parent / RUN_FILE
-        raise ModelFileError(
-            f'--{name} {given}: {record} says this model was trained with {name} '
-            f'{recorded[name]}; leave --{name} out to use it'
-        )
-    return recorded[name]
 
 
 def format_text(result: Result) -> str:

@@ -41,6 +41,7 @@ from chainer.serializers import npz
 from chainer.training import extension
 
 from trainer.errors import ModelFileError, RunFolderError
+from trainer.registry import DEFAULT_ARCH
 
 logger = logging.getLogger(__name__)
 
@@ -305,6 +306,37 @@ def read_record_beside(path: str | os.PathLike) -> dict | None:
         return _parse_record(record)
     except RunFolderError:
         return None
+
+
+MODEL_DEFAULTS = {'arch': DEFAULT_ARCH, 'dataset': 'cifar10', 'preset': '122'}
+"""What a weights file without a run.json beside it is taken to be (the reference run)."""
+
+
+def model_settings(
+    path: str | os.PathLike,
+    arch: str | None = None,
+    dataset: str | None = None,
+    preset: str | None = None,
+) -> tuple[str, str, str]:
+    """(arch, dataset, preset) a weights file was trained with: its run's ``run.json``.
+
+    A value given must agree with the record (ModelFileError if not); without a record,
+    the given values or ``MODEL_DEFAULTS`` are used.
+    """
+    record = read_record_beside(path)
+    recorded = record['settings'] if record else {}
+    resolved = []
+    for name, given in (('arch', arch), ('dataset', dataset), ('preset', preset)):
+        if name not in recorded:
+            resolved.append(MODEL_DEFAULTS[name] if given is None else given)
+            continue
+        if given is not None and given != recorded[name]:
+            raise ModelFileError(
+                f'--{name} {given}: {Path(path).parent / RUN_FILE} says this model was trained '
+                f'with {name} {recorded[name]}; leave --{name} out to use it'
+            )
+        resolved.append(recorded[name])
+    return tuple(resolved)
 
 
 def _parse_record(path: Path) -> dict:

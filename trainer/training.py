@@ -27,6 +27,7 @@ from chainer.datasets import TransformDataset, TupleDataset
 from chainer.training import extensions
 
 from trainer import devices, distributed, plots, registry
+from trainer.chainerui import chainerui_files
 from trainer.datasets import Cifar, load_cifar
 from trainer.devices import get_device
 from trainer.environment import environment
@@ -46,6 +47,8 @@ from trainer.run_folder import (
     read_npz,
 )
 from trainer.schedules import StepSchedule, resolve_milestones
+from trainer.stopping import EarlyStopping, make_early_stopping
+from trainer.tensorboard import TensorBoardReport
 from trainer.transforms import DeviceNormalize, make_transforms
 from trainer.updaters import AccumulatingUpdater
 
@@ -120,9 +123,12 @@ def build_trainer(
     data: Cifar,
     comm: distributed.Communicator | None = None,
     folder: RunFolder | None = None,
+    recipe: Recipe = RECIPE,
 ) -> chainer.training.Trainer:
     """A Trainer for ``model`` (images -> logits) with the recipe's optimizer and extensions.
 
+    ``recipe`` gives the optimizer's momentum, weight decay and schedule (the lr is
+    ``options.lr``): ``dataclasses.replace(RECIPE, weight_decay=5e-4)`` makes a variant.
     ``folder`` (default: the run folder of ``options``) receives each finished epoch. With
     ``comm``, one rank of a data-parallel run: gradients averaged over the ranks, evaluation
     summed over them, files written and reports printed by rank 0 only.
@@ -140,7 +146,7 @@ def build_trainer(
     classifier = L.Classifier(model)
     classifier.to_device(device)
     optimizer = distributed.wrap_optimizer(
-        make_optimizer(classifier, options.lr, options.epoch), comm
+        make_optimizer(classifier, options.lr, options.epoch, recipe), comm
     )
     if options.load_model:
         load_weights(model, options.load_model)
@@ -155,7 +161,12 @@ def build_trainer(
         device=device,
         converter=converter,
     )
-    trainer = chainer.training.Trainer(updater, (options.epoch, 'epoch'), out=str(folder.path))
+    stop = (
+        make_early_stopping(options.early_stopping, options.patience, options.epoch)
+        if options.early_stopping
+        else (options.epoch, 'epoch')
+    )
+    trainer = chainer.training.Trainer(updater, stop, out=str(folder.path))
 
     root = distributed.is_root(comm)
     evaluator = ClassificationEvaluator(
@@ -184,6 +195,8 @@ def build_trainer(
     if root:
         trainer.extend(SaveEpoch(folder, options.keep))
         trainer.extend(extensions.PrintReport(PRINTED))
+    if root and options.tensorboard is not None:
+        trainer.extend(TensorBoardReport(options.tensorboard or folder.path / 'tensorboard'))
     if options.progress and root:
         trainer.extend(extensions.ProgressBar(update_interval=10))
     if options.start_epoch > 1:
@@ -234,6 +247,19 @@ def train(
             trainer = build_trainer(model, options, data, comm, folder)
             if done:
                 load_snapshot(trainer, arrays, folder.path / f'snapshot_epoch_{done}')
+                stop = trainer.stop_trigger
+                if isinstance(stop, EarlyStopping) and stop.resume(
+                    trainer.get_extension('LogReport').log, trainer.updater.iteration
+                ):
+                    logger.info(
+                        'nothing to do: %s stopped early after epoch %d (%s did not improve '
+                        'for %d epochs)',
+                        folder.path,
+                        done,
+                        stop.monitor,
+                        stop.patience,
+                    )
+                    return log
                 if root:
                     logger.info('resuming %s after epoch %d', folder.path, done)
             trainer.run(show_loop_exception_msg=False)  # the CLI prints one line
@@ -272,6 +298,7 @@ def _open_run(
         if newest:
             log = folder.publish(newest[1])
         folder.write_record(_record(record, settings, options, comm))
+        chainerui_files(folder.path)  # ChainerUI's `log` (-> log.json) and `args`
     if not done:
         return 0, None, []
     arrays = newest[1] if root else _snapshot_of(folder, done)
