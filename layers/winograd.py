@@ -13,7 +13,7 @@ gradient is ``G^T [sum over tiles of (B^T d B) * (A gy A^T)] G``.
 
 Not used by the model: measured on the 2-core AVX-512 machine this project is built on
 (``benchmarks/conv3x3.py``, SqueezeNet's eight 3x3 layers at 122 px, batch 64), forward
-and both gradients take about 1.8 times im2col's time. im2col's single GEMM already runs at
+and both gradients take about twice im2col's time. im2col's single GEMM already runs at
 the cores' peak, while here the transformed inputs and products (4x the input, 4x the
 output per layer) make three extra passes through memory and the 16 GEMMs have K = C, as
 small as 16. It is kept, tested, as the measured alternative; fusing the transforms with
