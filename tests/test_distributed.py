@@ -244,7 +244,8 @@ bn.avg_mean[...] = comm.rank + 1
 bn.avg_var[...] = 10 * (comm.rank + 1)
 bn.N = comm.rank  # an integer persistent: left alone
 distributed.average_over_ranks(bn, comm)
-print(json.dumps([bn.avg_mean.tolist(), bn.avg_var.tolist(), int(bn.N)]))
+with open(f'{{out}}/rank{{comm.rank}}.json', 'w') as f:  # one file a rank: no interleaving
+    json.dump([bn.avg_mean.tolist(), bn.avg_var.tolist(), int(bn.N)], f)
 """
 
 
@@ -253,8 +254,9 @@ print(json.dumps([bn.avg_mean.tolist(), bn.avg_var.tolist(), int(bn.N)]))
 def test_persistents_are_averaged_through_the_host(tmp_path):
     """The path that needs no CUDA-aware MPI: means of the ranks' BN statistics."""
     script = tmp_path / 'average.py'
-    script.write_text(AVERAGE_SCRIPT)
-    lines = [json.loads(line) for line in run_mpi(tmp_path, str(script)).splitlines()]
+    script.write_text(AVERAGE_SCRIPT.format(out=tmp_path))
+    run_mpi(tmp_path, str(script))
+    lines = [json.loads((tmp_path / f'rank{rank}.json').read_text()) for rank in (0, 1)]
     assert sorted(line[2] for line in lines) == [0, 1]
     for mean, var, _ in lines:
         assert mean == [1.5] * 3 and var == [15.0] * 3
