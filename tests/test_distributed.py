@@ -244,7 +244,7 @@ bn.avg_mean[...] = comm.rank + 1
 bn.avg_var[...] = 10 * (comm.rank + 1)
 bn.N = comm.rank  # an integer persistent: left alone
 distributed.average_over_ranks(bn, comm)
-with open(f'{{out}}/rank{{comm.rank}}.json', 'w') as f:  # one file a rank: no interleaving
+with open(f'{out}/rank{{comm.rank}}.json', 'w') as f:  # one file a rank: no interleaving
     json.dump([bn.avg_mean.tolist(), bn.avg_var.tolist(), int(bn.N)], f)
 """
 
