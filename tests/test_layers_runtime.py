@@ -45,3 +45,14 @@ def test_thread_count_follows_the_blas_variables(monkeypatch):
     assert runtime.thread_count() == 2
     monkeypatch.setenv('OMP_NUM_THREADS', 'x')
     assert runtime.thread_count() == 3
+
+
+def test_the_allocator_is_tuned_on_glibc_unless_the_user_set_it(monkeypatch):
+    import platform
+
+    if platform.libc_ver()[0] != 'glibc':
+        assert runtime.tune_allocator() is False
+        return
+    assert runtime.ALLOCATOR_TUNED is True  # configured when layers was imported
+    monkeypatch.setenv('MALLOC_MMAP_THRESHOLD_', '131072')
+    assert runtime.tune_allocator() is False
