@@ -6,12 +6,13 @@
 
 Each figure is measured with the trainer's own pieces on synthetic data, so that it is the
 cost of the code and not of the disk: the training step is ``AccumulatingUpdater.update()``
-on ``L.Classifier(SqueezeNet(10))`` with the recipe's MomentumSGD, weight decay and
-schedule hooks; evaluation is ``ClassificationEvaluator.evaluate()`` (test mode, no
-backprop); augmentation is the '122' train transform over uint8 32x32 images, through a
-``MultiprocessIterator`` and in a single process. Every figure is timed ``--repeat`` times
-over ``--steps`` batches after ``--warmup`` untimed ones, and reported as the median with
-min, max and quartiles. The model takes its CPU fast path unless ``--plain``.
+on ``L.Classifier`` of the model (``--arch``, SqueezeNet by default) with the recipe's
+optimizer (``make_optimizer``: MomentumSGD, weight decay, schedule); evaluation is
+``ClassificationEvaluator.evaluate()`` (test mode, no backprop); augmentation is the '122'
+train transform over uint8 32x32 images, through a ``MultiprocessIterator`` and in a single
+process. On a GPU the batches stay on it, as the PyTorch peer's do. Every figure is timed
+``--repeat`` times over ``--steps`` batches after ``--warmup`` untimed ones, and reported as
+the median with min, max and quartiles. The model takes its CPU fast path unless ``--plain``.
 ``--torch`` runs the PyTorch peer script (same network) in another interpreter, so the
 project never imports torch, once with NCHW tensors and once ``channels_last``, and reports
 the training and evaluation ratios against both. ``environment`` names the OpenBLAS kernel
@@ -21,7 +22,6 @@ in use and the ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` variables it was cho
 
 import argparse
 import ctypes
-import importlib.metadata
 import json
 import os
 import platform
@@ -43,11 +43,13 @@ import numpy as np
 from chainer import iterators
 from chainer.datasets import TransformDataset, TupleDataset
 
-from squeeze_net import SqueezeNet
+from trainer import registry, validators
 from trainer.devices import DeviceError, get_device
+from trainer.environment import cpu_name, cupy_version, git_commit
 from trainer.evaluator import ClassificationEvaluator
+from trainer.options import default_workers
 from trainer.recipe import RECIPE
-from trainer.schedules import StepSchedule, resolve_milestones
+from trainer.training import make_optimizer
 from trainer.transforms import make_transforms
 from trainer.updaters import AccumulatingUpdater
 
@@ -118,17 +120,28 @@ def _images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, rng.integers(0, N_CLASSES, n).astype(np.int32)
 
 
-def recipe(device: chainer.backend.Device, fast: bool = True) -> chainer.Optimizer:
-    """The trainer's optimizer on ``L.Classifier(SqueezeNet(10))``: MomentumSGD and its hooks."""
-    model = L.Classifier(SqueezeNet(N_CLASSES, fast=fast))
+def build_model(arch: str = registry.DEFAULT_ARCH, fast: bool = True) -> chainer.Link:
+    """A 10-class model of ``arch``, on its CPU fast path unless ``fast`` is False."""
+    return registry.build(arch, N_CLASSES, **registry.accepted_options(arch, {'fast': fast}))
+
+
+def recipe(
+    device: chainer.backend.Device, fast: bool = True, arch: str = registry.DEFAULT_ARCH
+) -> chainer.Optimizer:
+    """The trainer's optimizer (``make_optimizer``: MomentumSGD, weight decay, schedule) on
+    ``L.Classifier`` of the model; the benchmark stays in epoch 0 of the recipe's 300."""
+    model = L.Classifier(build_model(arch, fast))
     model.to_device(device)
-    optimizer = chainer.optimizers.MomentumSGD(lr=RECIPE.lr, momentum=RECIPE.momentum)
-    optimizer.setup(model)
-    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(RECIPE.weight_decay))
-    # the benchmark stays in epoch 0: the milestones only need to exist
-    milestones = resolve_milestones(RECIPE.milestones, RECIPE.epochs)
-    optimizer.add_hook(StepSchedule(RECIPE.lr, milestones, RECIPE.lr_divisor))
-    return optimizer
+    return make_optimizer(model, RECIPE.lr, RECIPE.epochs)
+
+
+def resident(device: chainer.backend.Device, arrays: tuple) -> dict:
+    """On a GPU, a converter handing out ``arrays`` already on it, as the PyTorch peer keeps
+    its batch there (the step is then timed without the host-to-device copy)."""
+    if device.xp is np:
+        return {}
+    on_device = device.send(arrays)
+    return {'converter': lambda batch, device=None: on_device}
 
 
 def bench_train(
@@ -139,11 +152,17 @@ def bench_train(
     repeat: int,
     warmup: int,
     fast: bool = True,
+    arch: str = registry.DEFAULT_ARCH,
 ) -> dict:
     """Training images/s: forward, backward and the SGD update, as the Trainer runs them."""
-    optimizer = recipe(device, fast)
-    data = TupleDataset(*_images(batch, size, seed=0))
-    updater = AccumulatingUpdater(iterators.SerialIterator(data, batch), optimizer, device=device)
+    optimizer = recipe(device, fast, arch)
+    images = _images(batch, size, seed=0)
+    updater = AccumulatingUpdater(
+        iterators.SerialIterator(TupleDataset(*images), batch),
+        optimizer,
+        device=device,
+        **resident(device, images),
+    )
     reporter = chainer.Reporter()
     reporter.add_observer('main', optimizer.target)
 
@@ -225,6 +244,7 @@ def profile_train(
     steps: int,
     warmup: int,
     fast: bool = True,
+    arch: str = registry.DEFAULT_ARCH,
 ) -> dict:
     """Where a training step's time goes: per phase, and per function type and phase (ms).
 
@@ -233,7 +253,7 @@ def profile_train(
     momentum). ``PhaseTimer`` and Chainer's ``TimerHook`` (whose total is a cross-check)
     watch the functions; the rest of a phase is Python between the functions.
     """
-    optimizer = recipe(device, fast)
+    optimizer = recipe(device, fast, arch)
     model = optimizer.target
     batch_data = list(TupleDataset(*_images(batch, size, seed=0)))
     phases = dict.fromkeys(('convert', 'forward', 'backward', 'update'), 0.0)
@@ -285,15 +305,18 @@ def bench_eval(
     repeat: int,
     warmup: int,
     fast: bool = True,
+    arch: str = registry.DEFAULT_ARCH,
 ) -> dict:
     """Evaluation images/s: ``ClassificationEvaluator`` over ``steps`` batches per run."""
-    model = SqueezeNet(N_CLASSES, fast=fast)
+    model = build_model(arch, fast)
     model.to_device(device)
     x, t = _images(batch, size, seed=1)
     data = _Tiled(TupleDataset(x, t), batch * steps)
     test_iter = iterators.SerialIterator(data, batch, repeat=False, shuffle=False)
     names = [str(i) for i in range(N_CLASSES)]
-    evaluator = ClassificationEvaluator(test_iter, model, names, device=device)
+    evaluator = ClassificationEvaluator(
+        test_iter, model, names, device=device, **resident(device, (x, t))
+    )
     reporter = chainer.Reporter()
 
     def evaluate() -> None:
@@ -356,20 +379,6 @@ def peak_memory(device: chainer.backend.Device) -> dict:
     return memory
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cupy_version() -> str | None:
-    for name in ('cupy', 'cupy-cuda12x', 'cupy-cuda11x', 'cupy-cuda13x'):
-        if version := _version(name):
-            return version
-    return None
-
-
 def _openblas_call(name: str, restype=ctypes.c_int):
     """Call ``openblas_<name>`` (any of its symbol prefixes and suffixes) in the OpenBLAS
     that NumPy loaded (Linux); None where it cannot be found."""
@@ -420,17 +429,6 @@ def fast_path_environment() -> dict:
     }
 
 
-def _cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as info:
-            for line in info:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(device: chainer.backend.Device) -> dict:
     """Versions, CPU and thread counts, and the device: what the figures depend on."""
     cuda = chainer.backends.cuda
@@ -438,9 +436,10 @@ def environment(device: chainer.backend.Device) -> dict:
         'python': platform.python_version(),
         'chainer': chainer.__version__,
         'numpy': np.__version__,
-        'cupy': _cupy_version(),
+        'cupy': cupy_version(),
         'platform': platform.platform(),
-        'cpu': _cpu_name(),
+        'cpu': cpu_name(),
+        'git_commit': git_commit(),
         'cpu_count': os.cpu_count(),
         'cpu_affinity': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
         'blas': np.show_config(mode='dicts')['Build Dependencies']['blas'].get('name'),
@@ -511,6 +510,7 @@ def run(options: argparse.Namespace) -> dict:
         for key in ('gpu', 'batch', 'size', 'eval_size', 'steps', 'repeat', 'warmup', 'workers')
     }
     settings['fast'] = not options.plain
+    settings['arch'] = options.arch
     result = {'settings': settings, 'environment': environment(device)}
     peers = {}
     # The peers run first: a broken --torch-python fails before the long part, and as the
@@ -529,13 +529,14 @@ def run(options: argparse.Namespace) -> dict:
             )
     fast = not options.plain
     timing = (options.steps, options.repeat, options.warmup)
-    result['train'] = bench_train(device, options.batch, options.size, *timing, fast)
+    arch = options.arch
+    result['train'] = bench_train(device, options.batch, options.size, *timing, fast, arch)
     result['memory'] = {'after_train': peak_memory(device)}
-    result['eval'] = bench_eval(device, options.batch, options.eval_size, *timing, fast)
+    result['eval'] = bench_eval(device, options.batch, options.eval_size, *timing, fast, arch)
     result['augment'] = bench_augment(options.batch, *timing, options.workers)
     if options.profile:
         result['profile'] = profile_train(
-            device, options.batch, options.size, options.steps, options.warmup, fast
+            device, options.batch, options.size, options.steps, options.warmup, fast, arch
         )
     result['memory']['end'] = peak_memory(device)
     if peers:
@@ -597,18 +598,8 @@ def compile_cost() -> dict:
     return runs
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be 1 or more, got {value}')
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be 0 or more, got {value}')
-    return value
+_positive = validators.argtype(validators.positive)
+_non_negative = validators.argtype(validators.non_negative)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -618,6 +609,12 @@ def build_parser() -> argparse.ArgumentParser:
         description='Benchmark SqueezeNet training, evaluation and augmentation; print JSON.',
     )
     parser.add_argument('-g', '--gpu', type=int, default=-1, help='GPU id, -1 for the CPU')
+    parser.add_argument(
+        '--arch',
+        default=registry.DEFAULT_ARCH,
+        help='the model: a registered name or package.module:Factory (see main.py --help); '
+        'the PyTorch peer is SqueezeNet only',
+    )
     parser.add_argument('--batch', type=_positive, default=RECIPE.batch, help='batch size')
     parser.add_argument(
         '--size', type=_positive, default=RECIPE.train_crop, help='training image side'
@@ -631,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--workers',
         type=_non_negative,
-        default=min(os.cpu_count() or 1, 16),
+        default=default_workers(),
         help='augmentation processes of the MultiprocessIterator (0: single process only)',
     )
     parser.add_argument(
@@ -668,6 +665,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse, measure, print one JSON object; a device or peer failure is one line, exit 1."""
     options = build_parser().parse_args(argv)
+    if options.torch and options.arch != registry.DEFAULT_ARCH:
+        print(
+            f'error: --torch: the PyTorch peer is SqueezeNet, not {options.arch}', file=sys.stderr
+        )
+        return 1
     if options.torch and not options.torch_script.is_file():
         print(f'error: --torch-script {options.torch_script} does not exist', file=sys.stderr)
         return 1

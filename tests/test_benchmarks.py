@@ -121,7 +121,7 @@ def test_summarize_gives_median_spread_and_runs():
 def test_counts_must_be_positive(flag, capsys):
     with pytest.raises(SystemExit):
         benchmark.build_parser().parse_args([flag, '0'])
-    assert 'must be 1 or more' in capsys.readouterr().err
+    assert 'must be a positive integer' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -140,3 +140,13 @@ def test_micro_benchmarks_print_json_lines(script, lines):
     assert len(rows) == lines
     times = [value for row in rows for key, value in row.items() if key.endswith('_ms')]
     assert times and all(value > 0 for value in times)
+
+
+def test_another_architecture_by_import_path(capsys):
+    argv = TINY + ['--arch', 'examples.train_vgg:VGG', '--workers', '0']
+    assert benchmark.main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result['settings']['arch'] == 'examples.train_vgg:VGG'
+    assert result['train']['images_per_sec']['median'] > 0
+    assert benchmark.main(argv + ['--torch']) == 1
+    assert 'the PyTorch peer is SqueezeNet' in capsys.readouterr().err
