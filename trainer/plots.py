@@ -55,7 +55,7 @@ def lr_drops(log: list[dict]) -> list[int]:
 
 
 def _curves(axes, log: list[dict], series: list, ylabel: str, scale: str) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 
     values = []
     for key, label in series:
@@ -65,6 +65,10 @@ def _curves(axes, log: list[dict], series: list, ylabel: str, scale: str) -> Non
             values += [value for _, value in points]
     if scale == 'log' and values and min(values) > 0:
         axes.set_yscale('log')
+        if max(values) / min(values) < 100:  # under two decades: plain numbers as ticks
+            axes.yaxis.set_major_locator(MaxNLocator(nbins=8))
+            axes.yaxis.set_major_formatter(FormatStrFormatter('%.3g'))
+            axes.yaxis.set_minor_formatter(NullFormatter())
     last = max((entry['epoch'] for entry in log), default=1)
     axes.set_xlim(0.5, last + 0.5)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
