@@ -469,3 +469,26 @@ def test_check_settings_names_the_setting():
     with pytest.raises(RunFolderError, match='made with batch 64, not 32'):
         folder.check_settings({'settings': {'batch': 64}}, {'batch': 32})
     folder.check_settings(None, {'batch': 32})  # a new run
+
+
+def test_10_what_a_run_writes_with_the_defaults_is_ignored_by_git():
+    """-p ./ and --img-dir img from the repository root: none of it is or becomes tracked."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / '.git').exists():
+        pytest.skip('not a git checkout')
+    written = [
+        'run.json', 'log.json', 'log', 'args', '.lock', 'model.npz', 'optimizer.npz',
+        'snapshot_epoch_1', 'snapshot_epoch_300', 'snapshot_epoch_3.damaged',
+        '.model.npz.123.tmp', 'img/loss.jpg', 'img/accuracy.jpg', 'img/confusion.jpg',
+        'tensorboard/events.out.tfevents.1',
+    ]  # fmt: skip
+    ignored = subprocess.run(
+        ['git', 'check-ignore', '--no-index', *written], cwd=root, capture_output=True, text=True
+    ).stdout.split()
+    assert sorted(ignored) == sorted(written)
+    tracked = subprocess.run(
+        ['git', 'ls-files', 'img', *written], cwd=root, capture_output=True, text=True
+    ).stdout.split()
+    assert tracked == []
