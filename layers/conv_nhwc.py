@@ -22,7 +22,7 @@ import numpy as np
 from chainer import function_node
 from chainer.utils import conv, type_check
 
-from layers import kernels, workspace
+from layers import blas, kernels, workspace
 from layers.fallback import plain_grads, wants_graph
 
 
@@ -38,21 +38,25 @@ class Branch:
 class ConvolutionsNHWC(function_node.FunctionNode):
     """Convolutions of NHWC inputs, outputs concatenated along the channels (one array).
 
-    Inputs: for each branch ``x, W`` and, when the branch has a bias, ``b``. All branches
-    must give the same output height and width.
+    Inputs: for each branch ``x, W`` and, when the branch has a bias, ``b``; then, with
+    ``bypass``, an array of the output's shape added to it (a residual connection). All
+    branches must give the same output height and width.
+
+    The output is filled with the biases (plus the bypass) first and every GEMM adds its
+    product onto it (``blas.gemm(..., accumulate=True)``), so neither the bias nor the
+    bypass costs a pass over the output of its own.
     """
 
-    def __init__(self, branches: tuple) -> None:
+    def __init__(self, branches: tuple, bypass: bool = False) -> None:
         self.branches = tuple(branches)
+        self.bypass = bypass
 
     def _split(self, inputs: tuple) -> list:
         """(x, W, b or None) per branch, from the flat input tuple."""
-        out, i = [], 0
-        for branch in self.branches:
-            b = inputs[i + 2] if branch.bias else None
-            out.append((inputs[i], inputs[i + 1], b))
-            i += 3 if branch.bias else 2
-        return out
+        return [
+            (inputs[ix], inputs[iw], None if ib is None else inputs[ib])
+            for ix, iw, ib in self.positions()
+        ]
 
     def positions(self) -> list:
         """Index of (x, W, b) of each branch in the flat input tuple (b: None if absent)."""
@@ -62,9 +66,12 @@ class ConvolutionsNHWC(function_node.FunctionNode):
             i += 3 if branch.bias else 2
         return out
 
+    def _bypass_index(self) -> int:
+        return sum(3 if branch.bias else 2 for branch in self.branches)
+
     def check_type_forward(self, in_types):
-        n = sum(3 if branch.bias else 2 for branch in self.branches)
-        type_check.expect(in_types.size() == n)
+        n = self._bypass_index()
+        type_check.expect(in_types.size() == n + int(self.bypass))
         for x_type, w_type, b_type in self._split(tuple(in_types)):
             type_check.expect(
                 x_type.dtype.kind == 'f',
@@ -75,6 +82,8 @@ class ConvolutionsNHWC(function_node.FunctionNode):
             )
             if b_type is not None:
                 type_check.expect(b_type.dtype == x_type.dtype, b_type.ndim == 1)
+        if self.bypass:
+            type_check.expect(in_types[n].dtype == in_types[0].dtype, in_types[n].ndim == 4)
 
     def _geometry(self, x: np.ndarray, w: np.ndarray, branch: Branch) -> tuple:
         n, h, width, _ = x.shape
@@ -84,7 +93,8 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         return n, out_h, out_w
 
     def forward_cpu(self, inputs):
-        self.retain_inputs(tuple(range(len(inputs))))
+        n_args = self._bypass_index()
+        self.retain_inputs(tuple(range(n_args)))
         parts = self._split(inputs)
         branches = zip(parts, self.branches, strict=True)
         shapes = {self._geometry(x, w, br) for (x, w, _), br in branches}
@@ -92,15 +102,27 @@ class ConvolutionsNHWC(function_node.FunctionNode):
             raise ValueError(f'branches give different output sizes: {sorted(shapes)}')
         (n, out_h, out_w) = shapes.pop()
         channels = sum(w.shape[0] for _, w, _ in parts)
-        y = np.empty((n, out_h, out_w, channels), parts[0][0].dtype)
+        dtype = parts[0][0].dtype
+        y = np.empty((n, out_h, out_w, channels), dtype)
         y2 = y.reshape(-1, channels)
+        accumulate = self.bypass or any(b is not None for _, _, b in parts)
+        if accumulate:
+            bias = np.concatenate(
+                [np.zeros(w.shape[0], dtype) if b is None else b for _, w, b in parts]
+            )
+            if self.bypass:
+                bypass = inputs[n_args]
+                if bypass.shape != y.shape:
+                    raise ValueError(f'bypass of shape {bypass.shape} onto {y.shape}')
+                bypass = np.ascontiguousarray(bypass).reshape(-1, channels)
+                kernels.fill_rows_add(y2, bias, bypass)
+            else:
+                kernels.fill_rows(y2, bias)
         start = 0
-        for (x, w, b), branch in zip(parts, self.branches, strict=True):
+        for (x, w, _), branch in zip(parts, self.branches, strict=True):
             stop = start + w.shape[0]
-            out = y2[:, start:stop]
-            np.matmul(self._columns(x, w, branch), _weight_matrix(w).T, out=out)
-            if b is not None:
-                kernels.add_bias(out, b)
+            cols = self._columns(x, w, branch)
+            blas.gemm(cols, _weight_matrix(w).T, y2[:, start:stop], accumulate=accumulate)
             start = stop
         return (y,)
 
@@ -118,11 +140,17 @@ class ConvolutionsNHWC(function_node.FunctionNode):
 
     def backward(self, indexes, grad_outputs):
         inputs = self.get_retained_inputs()
-        if wants_graph():
-            return plain_grads(self.plain, inputs, indexes, grad_outputs)
         (gy,) = grad_outputs
+        wanted, grads = tuple(indexes), {}
+        if self.bypass and self._bypass_index() in indexes:
+            grads[self._bypass_index()] = gy  # the bypass's gradient is gy itself
+            indexes = tuple(i for i in indexes if i != self._bypass_index())
+        if wants_graph():
+            if indexes:
+                plain = plain_grads(self.plain, inputs, indexes, grad_outputs)
+                grads.update(zip(indexes, plain, strict=True))
+            return _ordered(grads, wanted)
         gy2 = gy.array.reshape(-1, gy.shape[3])
-        grads = {}
         start = 0
         parts = self._split(tuple(v.array for v in inputs))
         for (x, w, _), branch, (ix, iw, ib) in zip(
@@ -139,7 +167,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 grads[iw] = _weight_from_matrix(gw, w.shape)
             if ix in indexes:
                 grads[ix] = self._grad_x(g, x, w, wm, branch)
-        return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
+        return _ordered(grads, wanted)
 
     def _grad_x(self, g, x, w, wm, branch: Branch) -> np.ndarray:
         _, c, kh, kw = w.shape
@@ -162,7 +190,8 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         derivative a convolution's gradient needs when its output gradient is constant.
         """
         ys = []
-        for (x, w, b), branch in zip(self._split(tuple(inputs)), self.branches, strict=True):
+        parts = self._split(tuple(inputs))
+        for (x, w, b), branch in zip(parts, self.branches, strict=True):
             n, _, _, c = x.shape
             o, _, kh, kw = w.shape
             col = F.im2col(F.transpose(x, (0, 3, 1, 2)), (kh, kw), branch.stride, branch.pad)
@@ -173,6 +202,14 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 y = F.bias(y, b)
             ys.append(F.reshape(y, (n, out_h, out_w, o)))
         return (F.concat(ys, axis=3) if len(ys) > 1 else ys[0],)
+
+
+def _ordered(grads: dict, wanted: tuple) -> tuple:
+    """The gradients Chainer asked for, in its order, arrays wrapped as Variables."""
+    return tuple(
+        g if g is None or isinstance(g, chainer.Variable) else chainer.Variable(g)
+        for g in (grads.get(i) for i in wanted)
+    )
 
 
 def _ones(n: int, dtype) -> np.ndarray:
@@ -201,6 +238,9 @@ def _weight_from_matrix(gw: np.ndarray, shape: tuple) -> np.ndarray:
     return np.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
 
 
-def convolutions_nhwc(branches, args) -> chainer.Variable:
-    """Apply ``ConvolutionsNHWC(branches)`` to the flat ``args`` (x, W[, b] per branch)."""
-    return ConvolutionsNHWC(tuple(branches)).apply(tuple(args))[0]
+def convolutions_nhwc(branches, args, bypass=None) -> chainer.Variable:
+    """Apply ``ConvolutionsNHWC(branches)`` to the flat ``args`` (x, W[, b] per branch),
+    plus ``bypass`` (added to the output) when given."""
+    if bypass is None:
+        return ConvolutionsNHWC(tuple(branches)).apply(tuple(args))[0]
+    return ConvolutionsNHWC(tuple(branches), bypass=True).apply((*args, bypass))[0]

@@ -5,11 +5,15 @@ differentiate again. When a backward pass runs with ``enable_double_backprop=Tru
 (``chainer.config.enable_backprop`` is then on inside ``backward``), the node instead
 rebuilds its function from Chainer's differentiable functions on the same inputs and
 returns ``chainer.grad`` of that: the plain composition's gradients, graph included.
+Each input is first aliased by an identity, so that a variable passed at two positions
+(the same activation into two convolutions of one node) gets at each position only the
+gradient through that position, as Chainer expects of a node's backward.
 """
 
 from collections.abc import Callable, Sequence
 
 import chainer
+import chainer.functions as F
 
 
 def wants_graph() -> bool:
@@ -29,11 +33,12 @@ def plain_grads(
     """
     double = wants_graph()
     with chainer.using_config('enable_backprop', True):  # the plain graph must be built
-        outputs = list(plain(*inputs))
+        aliases = [None if v is None else F.identity(v) for v in inputs]
+        outputs = list(plain(*aliases))
         pairs = [(y, g) for y, g in zip(outputs, grad_outputs, strict=True) if g is not None]
         grads = chainer.grad(
             [y for y, _ in pairs],
-            [inputs[i] for i in indexes],
+            [aliases[i] for i in indexes],
             grad_outputs=[g for _, g in pairs],
             enable_double_backprop=double,
         )

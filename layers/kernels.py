@@ -2,7 +2,8 @@
 
 Every array here is NHWC (channels innermost) and C-contiguous, so the inner loop of each
 kernel runs over contiguous channels. Only what a BLAS GEMM cannot do is compiled: the
-im2col / col2im of k x k convolutions, max pooling, and batch normalization fused with the
+im2col / col2im of k x k convolutions, the bias (and bypass) fills a GEMM accumulates onto,
+max pooling, and batch normalization fused with the
 ReLU that follows it. Each kernel is one pass over its data, parallel over rows (``prange``).
 The batch-norm reductions accumulate in float64, so the statistics and the gamma and beta
 gradients are closer to exact than a float32 sum. No ``fastmath``: NaN and infinity
@@ -76,12 +77,21 @@ def col2im(col, gx, kh, kw, sy, sx, py, px, out_h, out_w):
 
 
 @_jit
-def add_bias(y, b):
-    """y[r, k] += b[k] for a 2-D (rows, channels) y, in place; y may be a column slice."""
+def fill_rows(y, b):
+    """y[r, k] = b[k] for a C-contiguous 2-D y: the bias a GEMM then accumulates onto."""
     rows, cols = y.shape
     for r in prange(rows):
         for k in range(cols):
-            y[r, k] += b[k]
+            y[r, k] = b[k]
+
+
+@_jit
+def fill_rows_add(y, b, z):
+    """y[r, k] = z[r, k] + b[k]: the bias plus a bypass, for a GEMM to accumulate onto."""
+    rows, cols = y.shape
+    for r in prange(rows):
+        for k in range(cols):
+            y[r, k] = z[r, k] + b[k]
 
 
 # -- max pooling: first maximum in window order, argmax as a small window offset ------------

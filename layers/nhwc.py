@@ -56,17 +56,21 @@ def convolution(conv: L.Convolution2D, x) -> chainer.Variable:
     return concat_convolutions([(conv, x)])
 
 
-def concat_convolutions(pairs: Sequence[tuple[L.Convolution2D, object]]) -> chainer.Variable:
-    """``concat([conv(x) for conv, x in pairs], channels)`` with no concatenation copy.
+def concat_convolutions(
+    pairs: Sequence[tuple[L.Convolution2D, object]], bypass=None
+) -> chainer.Variable:
+    """``concat([conv(x) for conv, x in pairs], channels)`` with no concatenation copy,
+    plus ``bypass`` (NHWC, the output's shape) when given: a residual connection.
 
-    Every convolution writes its channels straight into its slice of one output array.
+    Every convolution writes its channels straight into its slice of one output array,
+    accumulating onto the biases and the bypass (no pass of their own).
     """
     branches, args = [], []
     for conv, x in pairs:
         branch = _branch(conv)
         branches.append(branch)
         args += [x, conv.W] + ([conv.b] if branch.bias else [])
-    return convolutions_nhwc(branches, args)
+    return convolutions_nhwc(branches, args, bypass)
 
 
 def max_pooling(x, ksize: int, stride: int, pad: int) -> chainer.Variable:

@@ -39,8 +39,12 @@ class Fire(chainer.Chain):
         h = self.squeeze(x)
         return F.concat((self.expand1(h), self.expand3(h)), axis=1)
 
-    def forward_nhwc(self, x: chainer.Variable) -> chainer.Variable:
-        """The same on NHWC NumPy activations; both expands write into one output array."""
+    def forward_nhwc(self, x: chainer.Variable, bypass: bool = False) -> chainer.Variable:
+        """The same on NHWC NumPy activations; both expands write into one output array.
+
+        ``bypass`` adds the input to the output (SqueezeNet's simple bypass) inside the
+        expands' GEMMs, without a pass of its own.
+        """
         h = self.squeeze.forward_nhwc(x)
-        expands = (self.expand1, self.expand3)
-        return nhwc.concat_convolutions([(unit.conv, nhwc.bn_relu(unit.bn, h)) for unit in expands])
+        pairs = [(unit.conv, nhwc.bn_relu(unit.bn, h)) for unit in (self.expand1, self.expand3)]
+        return nhwc.concat_convolutions(pairs, bypass=x if bypass else None)

@@ -87,8 +87,7 @@ class SqueezeNet(chainer.Chain):
             if not fire:
                 h = nhwc.max_pooling(h, 3, 2, 1)
             else:
-                out = self[name].forward_nhwc(h)
-                h = out + h if fire[-1] else out
+                h = self[name].forward_nhwc(h, bypass=fire[-1])
         # Dropout on the NCHW view draws its mask in the plain path's order (same seed, same mask).
         h = nhwc.to_nhwc(F.dropout(nhwc.to_nchw(h), self.dropout))
         return F.mean(self.conv10.forward_nhwc(h), axis=(1, 2))

@@ -25,9 +25,11 @@ def relative(a, b, scale):
     return float(np.abs(np.asarray(a, np.float64) - b).max() / scale)
 
 
-def run_conv(pairs, x_arrays, gy, dtype=np.float32, fast=True):
-    """Outputs and gradients of concatenated convolutions, fast (NHWC) or plain (NCHW)."""
+def run_conv(pairs, x_arrays, gy, dtype=np.float32, fast=True, bypass=None):
+    """Outputs and gradients of concatenated convolutions, fast (NHWC) or plain (NCHW),
+    plus ``bypass`` (NHWC or NCHW as the path) added to the output when given."""
     xs = [chainer.Variable(x.astype(dtype)) for x in x_arrays]
+    r = None if bypass is None else chainer.Variable(bypass.astype(dtype))
     links = []
     for conv in pairs:
         link = conv.copy(mode='copy')
@@ -36,18 +38,21 @@ def run_conv(pairs, x_arrays, gy, dtype=np.float32, fast=True):
         link.cleargrads()
         links.append(link)
     if fast:
-        y = nhwc.concat_convolutions(list(zip(links, xs, strict=True)))
+        y = nhwc.concat_convolutions(list(zip(links, xs, strict=True)), bypass=r)
         y.grad = gy.astype(dtype)
         y.backward()
         out = y.array
     else:
         y = F.concat([link(nchw_v) for link, nchw_v in zip(links, xs, strict=True)], axis=1)
+        y = y if r is None else y + r
         y.grad = nchw(gy).astype(dtype)
         y.backward()
         out = nhwc_array(y.array)
     grads = [x.grad if fast else nhwc_array(x.grad) for x in xs]
     for link in links:
         grads += [p.grad for _, p in sorted(link.namedparams())]
+    if r is not None:
+        grads.append(r.grad if fast else nhwc_array(r.grad))
     return out, grads
 
 
@@ -81,6 +86,54 @@ def test_convolutions_equal_chainers_against_float64(case, rng):
         assert fast.shape == ref.shape and fast.dtype == np.float32
         scale = np.abs(ref).max()
         assert relative(fast, ref, scale) < max(1e-5, 4 * relative(plain, ref, scale))
+
+
+@pytest.mark.parametrize('bias', [True, False])
+def test_a_bypass_is_added_inside_the_convolutions(bias, rng):
+    case = [(4, 3, 1, 1, 0, 6), (4, 5, 3, 1, 1, 6)]  # a Fire module's expands
+    convs = [
+        L.Convolution2D(c, o, k, stride=s, pad=p, nobias=not bias) for c, o, k, s, p, _ in case
+    ]
+    for conv in convs:
+        if bias:
+            conv.b.array[...] = rng.normal(size=conv.b.shape)
+    xs = [rng.normal(size=(2, 6, 6, 4)).astype(np.float32) for _ in case]
+    bypass = rng.normal(size=(2, 6, 6, 8)).astype(np.float32)
+    bypass[1, 2, 3, 4] = np.nan
+    gy = rng.normal(size=(2, 6, 6, 8)).astype(np.float32)
+    args = [nchw(x) for x in xs], gy
+    ref_y, ref_g = run_conv(convs, *args, np.float64, fast=False, bypass=nchw(bypass))
+    plain_y, plain_g = run_conv(convs, *args, fast=False, bypass=nchw(bypass))
+    fast_y, fast_g = run_conv(convs, xs, gy, bypass=bypass)
+    np.testing.assert_array_equal(np.isnan(fast_y), np.isnan(ref_y))
+    assert np.isnan(fast_y).sum() == 1
+    finite = np.isfinite(ref_y)
+    assert relative(fast_y[finite], ref_y[finite], np.abs(ref_y[finite]).max()) < 1e-5
+    assert len(fast_g) == len(ref_g)
+    np.testing.assert_array_equal(fast_g[-1], gy)  # the bypass's gradient
+    for ref, plain, fast in zip(ref_g, plain_g, fast_g, strict=True):
+        scale = np.abs(ref).max()
+        assert relative(fast, ref, scale) < max(1e-5, 4 * relative(plain, ref, scale))
+
+
+def test_double_backprop_through_a_bypass_and_a_shared_input(rng):
+    """One input into both convolutions: each position gets its own gradient (not the sum)."""
+    convs = [L.Convolution2D(3, 2, 1), L.Convolution2D(3, 2, 3, pad=1)]
+    x = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
+    r = rng.normal(size=(2, 4, 4, 4)).astype(np.float32)
+
+    def plain(v, w):
+        h = F.transpose(v, (0, 3, 1, 2))
+        y = F.concat([conv(h) for conv in convs], axis=1)
+        return F.transpose(y, (0, 2, 3, 1)) + w
+
+    def fast(v, w):
+        return nhwc.concat_convolutions([(conv, v) for conv in convs], bypass=w)
+
+    a = double_backprop(plain, [chainer.Variable(x.copy()), chainer.Variable(r.copy())])
+    b = double_backprop(fast, [chainer.Variable(x.copy()), chainer.Variable(r.copy())])
+    for u, v in zip(a[0] + a[1], b[0] + b[1], strict=True):
+        np.testing.assert_allclose(v, u, rtol=1e-4, atol=1e-5)
 
 
 def bn_pair(c, rng):
