@@ -4,8 +4,14 @@ Training: the per-channel mean and variance in one compiled pass with float64 ac
 then ``max(x * scale + shift, 0)`` in one more; the running statistics are updated exactly as
 Chainer's ``BatchNormalization`` link does (decay, unbiased variance). Backward: one
 reduction pass (the gamma and beta gradients) and one elementwise pass (the input gradient),
-the ReLU's mask read from the retained output. Test mode is the elementwise pass alone,
-with the running statistics. Either way no normalized copy of the input is kept.
+the ReLU's mask recomputed from the input. Test mode is the elementwise pass alone, with
+the running statistics. Either way no normalized copy of the input is kept.
+
+One node can normalize the same input with several batch normalizations (a Fire module's
+two expands): the statistics are gathered once, both outputs written in one pass, and the
+backward passes read the input once for both, returning one input gradient (no sum of two
+gradients afterwards). With ``passthrough`` the node also returns the input itself, for a
+second use such as a bypass; that use's gradient is added in the same elementwise pass.
 """
 
 import chainer
@@ -18,105 +24,151 @@ from layers.fallback import plain_grads, wants_graph
 
 
 class BNReLUNHWC(function_node.FunctionNode):
-    """relu(batch_normalization(x)) over the last axis of an NHWC x; inputs x, gamma, beta.
+    """relu(batch_normalization_j(x)) over the last axis of an NHWC x, for each j.
+
+    Inputs: x, then gamma_j, beta_j for each j. Outputs: one per j, then x itself when
+    ``passthrough``.
 
     Args:
-        eps: added to the variance.
-        running: (avg_mean, avg_var, decay) to update in place in training mode, or None.
-        fixed: (mean, var) to normalize with instead of the batch's (test mode), or None.
+        eps: added to the variance, one per normalization (or one for all).
+        running: per normalization (avg_mean, avg_var, decay) to update in place in training
+            mode, or None (none updated).
+        fixed: per normalization (mean, var) to normalize with instead of the batch's (test
+            mode), or None.
+        passthrough: also output x (its gradient is added to the input gradient).
     """
 
-    def __init__(self, eps: float, running: tuple | None = None, fixed: tuple | None = None):
-        self.eps, self.running, self.fixed = eps, running, fixed
+    def __init__(
+        self,
+        eps,
+        running: tuple | None = None,
+        fixed: tuple | None = None,
+        passthrough: bool = False,
+    ):
+        self.eps = eps
+        self.running, self.fixed, self.passthrough = running, fixed, passthrough
+
+    def _eps(self, count: int) -> np.ndarray:
+        eps = np.broadcast_to(np.asarray(self.eps, np.float64), (count,))
+        return eps.reshape(count, 1)
 
     def forward_cpu(self, inputs):
-        x, gamma, beta = inputs
+        x, params = inputs[0], inputs[1:]
+        gammas, betas = np.stack(params[0::2]), np.stack(params[1::2])
+        count = len(gammas)
         c = x.shape[-1]
         x2 = np.ascontiguousarray(x).reshape(-1, c)
         if self.fixed is None:
             mean, var = kernels.moments(x2)
             self._update_running(mean, var, x2.shape[0])
+            mean, var = mean[None], var[None]
         else:
-            mean, var = (np.asarray(v, np.float64) for v in self.fixed)
-        inv_std = 1.0 / np.sqrt(var + self.eps)
-        scale = gamma * inv_std
-        shift = beta - mean * scale
-        y = np.empty(x.shape, x.dtype)
-        kernels.scale_shift_relu(x2, scale.astype(x.dtype), shift.astype(x.dtype), y.reshape(-1, c))
-        self.mean, self.inv_std = mean, inv_std
-        self.retain_inputs((0, 1, 2))
-        self.retain_outputs((0,))
-        return (y,)
+            mean = np.stack([np.asarray(m, np.float64) for m, _ in self.fixed])
+            var = np.stack([np.asarray(v, np.float64) for _, v in self.fixed])
+        inv_std = 1.0 / np.sqrt(var + self._eps(count))
+        scale = gammas * inv_std
+        shift = betas - mean * scale
+        self.scale, self.shift = scale.astype(x.dtype), shift.astype(x.dtype)
+        ys = np.empty((count, *x.shape), x.dtype)
+        kernels.scale_shift_relu(x2, self.scale, self.shift, ys.reshape(count, -1, c))
+        self.mean, self.inv_std = mean[0], inv_std
+        self.retain_inputs(tuple(range(len(inputs))))
+        return (*ys, x) if self.passthrough else tuple(ys)
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
-        if self.running is None:
-            return
-        avg_mean, avg_var, decay = self.running
         adjust = m / max(m - 1.0, 1.0)  # unbiased estimate, as Chainer
-        avg_mean *= decay
-        avg_mean += ((1 - decay) * mean).astype(avg_mean.dtype)
-        avg_var *= decay
-        avg_var += ((1 - decay) * adjust * var).astype(avg_var.dtype)
+        for avg_mean, avg_var, decay in self.running or ():
+            avg_mean *= decay
+            avg_mean += ((1 - decay) * mean).astype(avg_mean.dtype)
+            avg_var *= decay
+            avg_var += ((1 - decay) * adjust * var).astype(avg_var.dtype)
 
     def backward(self, indexes, grad_outputs):
         inputs = self.get_retained_inputs()
         if wants_graph() or self.fixed is not None:
             return plain_grads(self.plain, inputs, indexes, grad_outputs)
-        x, gamma, _ = (v.array for v in inputs)
-        (y,) = (v.array for v in self.get_retained_outputs())
-        (gy,) = grad_outputs
+        x, gammas = inputs[0].array, np.stack([v.array for v in inputs[1::2]])
+        count = len(gammas)
         c = x.shape[-1]
-        x2, y2 = x.reshape(-1, c), y.reshape(-1, c)
-        gy2 = np.ascontiguousarray(gy.array).reshape(-1, c)
+        x2 = x.reshape(-1, c)
+        gys = tuple(
+            np.zeros_like(x2) if g is None else np.ascontiguousarray(g.array).reshape(-1, c)
+            for g in grad_outputs[:count]
+        )
         mean = self.mean.astype(x.dtype)
-        sum_g, sum_gx = kernels.bn_relu_grad_sums(gy2, y2, x2, mean)
+        sum_g, sum_gx = kernels.bn_relu_grad_sums(gys, x2, mean, self.scale, self.shift)
         # sum_gx is about the float32-rounded mean; correct it to the exact one
         sum_gx += (mean - self.mean) * sum_g
         ggamma = sum_gx * self.inv_std
         gbeta = sum_g
-        grads = {1: ggamma.astype(gamma.dtype), 2: gbeta.astype(gamma.dtype)}
+        grads = {}
+        for j in range(count):
+            grads[1 + 2 * j] = ggamma[j].astype(gammas.dtype)
+            grads[2 + 2 * j] = gbeta[j].astype(gammas.dtype)
         if 0 in indexes:
             m = x2.shape[0]
-            a = gamma * self.inv_std
+            a = gammas * self.inv_std
             b = -a * self.inv_std * ggamma / m
             d = -a * gbeta / m - b * (self.mean - mean)
+            gpass = grad_outputs[count] if self.passthrough else None
+            gpass = np.empty((0, c), x.dtype) if gpass is None else gpass.array.reshape(-1, c)
             gx = np.empty(x.shape, x.dtype)
             dtype = x.dtype
             kernels.bn_relu_grad_x(
-                gy2,
-                y2,
+                gys,
                 x2,
                 mean,
+                self.scale,
+                self.shift,
                 a.astype(dtype),
-                b.astype(dtype),
-                d.astype(dtype),
+                b.sum(axis=0).astype(dtype),
+                d.sum(axis=0).astype(dtype),
+                np.ascontiguousarray(gpass),
                 gx.reshape(-1, c),
             )
             grads[0] = gx
         return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
 
-    def plain(self, x, gamma, beta):
+    def plain(self, x, *params):
         """The same function from Chainer's differentiable functions (for double backprop)."""
-        if self.fixed is None:
-            h = F.batch_normalization(x, gamma, beta, eps=self.eps, axis=(0, 1, 2))
-        else:
-            mean, var = self.fixed
-            h = F.fixed_batch_normalization(x, gamma, beta, mean, var, self.eps, axis=(0, 1, 2))
-        return (F.relu(h),)
+        count = len(params) // 2
+        eps = self._eps(count)[:, 0]
+        outputs = []
+        for j in range(count):
+            gamma, beta = params[2 * j], params[2 * j + 1]
+            if self.fixed is None:
+                h = F.batch_normalization(x, gamma, beta, eps=eps[j], axis=(0, 1, 2))
+            else:
+                mean, var = self.fixed[j]
+                h = F.fixed_batch_normalization(x, gamma, beta, mean, var, eps[j], axis=(0, 1, 2))
+            outputs.append(F.relu(h))
+        if self.passthrough:
+            outputs.append(F.identity(x))
+        return tuple(outputs)
 
 
-def bn_relu_nhwc(bn: chainer.links.BatchNormalization, x: chainer.Variable) -> chainer.Variable:
-    """relu(bn(x)) for an NHWC x, in train or test mode as ``chainer.config.train`` says.
+def bn_relus_nhwc(bns, x: chainer.Variable, passthrough: bool = False) -> tuple:
+    """relu(bn(x)) for each ``bn`` of ``bns`` (NHWC x), in train or test mode as
+    ``chainer.config.train`` says; with ``passthrough`` also x itself, last.
 
-    Follows the link exactly: batch statistics and a running-average update in training
+    Follows the links exactly: batch statistics and a running-average update in training
     (none while Chainer recomputes a forward pass), the running averages in test mode.
     ``finetune`` mode is not supported here; use the link itself for it.
     """
+    bns = tuple(bns)
+    eps = tuple(bn.eps for bn in bns)
     if chainer.config.train:
         running = None
         if not chainer.config.in_recomputing:
-            running = (bn.avg_mean, bn.avg_var, bn.decay)
-        node = BNReLUNHWC(bn.eps, running=running)
+            running = tuple((bn.avg_mean, bn.avg_var, bn.decay) for bn in bns)
+        node = BNReLUNHWC(eps, running=running, passthrough=passthrough)
     else:
-        node = BNReLUNHWC(bn.eps, fixed=(bn.avg_mean, bn.avg_var))
-    return node.apply((x, bn.gamma, bn.beta))[0]
+        fixed = tuple((bn.avg_mean, bn.avg_var) for bn in bns)
+        node = BNReLUNHWC(eps, fixed=fixed, passthrough=passthrough)
+    params = [p for bn in bns for p in (bn.gamma, bn.beta)]
+    return node.apply((x, *params))
+
+
+def bn_relu_nhwc(bn: chainer.links.BatchNormalization, x: chainer.Variable) -> chainer.Variable:
+    """relu(bn(x)) for an NHWC x: ``bn_relus_nhwc`` with one normalization."""
+    return bn_relus_nhwc((bn,), x)[0]

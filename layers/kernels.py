@@ -187,38 +187,65 @@ def moments(x):
 
 @_jit
 def scale_shift_relu(x, scale, shift, y):
-    """y = max(x * scale + shift, 0) per channel; NaN stays NaN (like ``np.maximum``)."""
+    """y[j] = max(x * scale[j] + shift[j], 0) per channel, for every j, in one pass over x.
+
+    NaN stays NaN (like ``np.maximum``). Several batch normalizations of the same x (a
+    Fire module's two expands) share the read.
+    """
     rows, cols = x.shape
     for r in prange(rows):
-        for k in range(cols):
-            z = x[r, k] * scale[k] + shift[k]
-            y[r, k] = z if (z > 0 or z != z) else 0.0
+        for j in range(scale.shape[0]):
+            for k in range(cols):
+                z = x[r, k] * scale[j, k] + shift[j, k]
+                y[j, r, k] = z if (z > 0 or z != z) else 0.0
 
 
 @_jit
-def bn_relu_grad_sums(gy, y, x, mean):
-    """Sums of g and g * (x - mean), g = gy where the ReLU passed (y > 0), in float64."""
+def bn_relu_grad_sums(gy, x, mean, scale, shift):
+    """Sums of g and g * (x - mean) per output j, g = gy[j] where its ReLU passed, in float64.
+
+    The ReLU's mask is recomputed from x (``x * scale + shift > 0``, the forward pass's
+    float arithmetic), so the normalized outputs need not be read (nor kept).
+    """
     rows, cols = x.shape
+    outs = scale.shape[0]
     blocks = _chunks(rows)
-    sg = np.zeros((blocks, cols), np.float64)
-    sgx = np.zeros((blocks, cols), np.float64)
+    sg = np.zeros((blocks, outs, cols), np.float64)
+    sgx = np.zeros((blocks, outs, cols), np.float64)
     for b in prange(blocks):
-        for r in range(b * rows // blocks, (b + 1) * rows // blocks):
-            for k in range(cols):
-                g = gy[r, k] * (1.0 if y[r, k] > 0 else 0.0)  # 0 * NaN stays NaN
-                sg[b, k] += g
-                sgx[b, k] += g * (x[r, k] - mean[k])
+        for j in range(outs):
+            g_j = gy[j]
+            for r in range(b * rows // blocks, (b + 1) * rows // blocks):
+                for k in range(cols):
+                    v = x[r, k]
+                    z = v * scale[j, k] + shift[j, k]
+                    g = g_j[r, k] * (1.0 if z > 0 else 0.0)  # 0 * NaN stays NaN
+                    sg[b, j, k] += g
+                    sgx[b, j, k] += g * (v - mean[k])
     return sg.sum(axis=0), sgx.sum(axis=0)
 
 
 @_jit
-def bn_relu_grad_x(gy, y, x, mean, a, b, d, gx):
-    """gx = a * gy[y > 0] + b * (x - mean) + d per channel (the batch-norm input gradient)."""
+def bn_relu_grad_x(gy, x, mean, scale, shift, a, b, d, gpass, gx):
+    """gx = sum_j a[j] * gy[j][mask j] + b * (x - mean) + d (+ gpass, when it has rows).
+
+    The batch-norm input gradient of every output j at once (b and d summed over j), plus
+    the gradient of the input's other use (a bypass) in the same pass.
+    """
     rows, cols = x.shape
+    passing = gpass.shape[0] == rows
     for r in prange(rows):
-        for k in range(cols):
-            g = gy[r, k] * (1.0 if y[r, k] > 0 else 0.0)
-            gx[r, k] = a[k] * g + b[k] * (x[r, k] - mean[k]) + d[k]
+        if passing:
+            for k in range(cols):
+                gx[r, k] = b[k] * (x[r, k] - mean[k]) + d[k] + gpass[r, k]
+        else:
+            for k in range(cols):
+                gx[r, k] = b[k] * (x[r, k] - mean[k]) + d[k]
+        for j in range(scale.shape[0]):  # the row of gx stays in cache meanwhile
+            g_j = gy[j]
+            for k in range(cols):
+                z = x[r, k] * scale[j, k] + shift[j, k]
+                gx[r, k] += a[j, k] * (g_j[r, k] * (1.0 if z > 0 else 0.0))
 
 
 @_jit

@@ -18,7 +18,7 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 
-from layers.bn_relu_nhwc import bn_relu_nhwc
+from layers.bn_relu_nhwc import bn_relu_nhwc, bn_relus_nhwc
 from layers.conv_nhwc import Branch, convolutions_nhwc
 from layers.pool_nhwc import max_pooling_nhwc
 
@@ -42,6 +42,16 @@ def to_nchw(x) -> chainer.Variable:
 def bn_relu(bn: L.BatchNormalization, x) -> chainer.Variable:
     """relu(bn(x)) on NHWC, fused; the link's statistics and mode as ``bn(x)`` would use."""
     return bn_relu_nhwc(bn, x)
+
+
+def bn_relus(bns: Sequence[L.BatchNormalization], x, passthrough: bool = False) -> tuple:
+    """``relu(bn(x))`` for each of ``bns`` from one pass over x (one input gradient);
+    with ``passthrough`` also x itself, last, whose gradient joins in the same pass.
+
+    For an activation that several units normalize (a Fire module's two expands), or that
+    a bypass also carries: the gradient sums Chainer would add afterwards cost nothing.
+    """
+    return bn_relus_nhwc(bns, x, passthrough)
 
 
 def _branch(conv: L.Convolution2D) -> Branch:

@@ -43,8 +43,16 @@ class Fire(chainer.Chain):
         """The same on NHWC NumPy activations; both expands write into one output array.
 
         ``bypass`` adds the input to the output (SqueezeNet's simple bypass) inside the
-        expands' GEMMs, without a pass of its own.
+        expands' GEMMs, without a pass of its own. The two expands' batch normalizations of
+        the squeeze output run as one node (statistics and gradient passes shared), and the
+        bypass's gradient joins the squeeze's batch-norm gradient in its pass.
         """
-        h = self.squeeze.forward_nhwc(x)
-        pairs = [(unit.conv, nhwc.bn_relu(unit.bn, h)) for unit in (self.expand1, self.expand3)]
+        if bypass:
+            h, x = nhwc.bn_relus((self.squeeze.bn,), x, passthrough=True)
+        else:
+            (h,) = nhwc.bn_relus((self.squeeze.bn,), x)
+        h = nhwc.convolution(self.squeeze.conv, h)
+        expands = (self.expand1, self.expand3)
+        hs = nhwc.bn_relus([unit.bn for unit in expands], h)
+        pairs = [(unit.conv, a) for unit, a in zip(expands, hs, strict=True)]
         return nhwc.concat_convolutions(pairs, bypass=x if bypass else None)

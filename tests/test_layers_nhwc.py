@@ -168,6 +168,73 @@ def test_bn_relu_equals_chainers(train, rng):
         )
 
 
+@pytest.mark.parametrize('train', [True, False])
+@pytest.mark.parametrize('passthrough', [False, True])
+def test_shared_bn_relus_equal_chainers(train, passthrough, rng):
+    """Two normalizations of one input (and the input itself) as one node: every output,
+    gradient and running statistic as two links and a sum of gradients give."""
+    x = (3 + 2 * rng.normal(size=(3, 5, 4, 6))).astype(np.float32)
+    gys = [rng.normal(size=x.shape).astype(np.float32) for _ in range(3)]
+    pairs = [bn_pair(6, rng) for _ in range(2)]
+    pairs[1][0].eps = pairs[1][1].eps = 1e-3
+    with chainer.using_config('train', train):
+        xa, xb = chainer.Variable(nchw(x)), chainer.Variable(x.copy())
+        ya = [F.relu(plain(xa)) for plain, _ in pairs] + ([F.identity(xa)] if passthrough else [])
+        yb = nhwc.bn_relus([fast for _, fast in pairs], xb, passthrough=passthrough)
+        assert len(yb) == len(ya)
+        for a, b, gy in zip(ya, yb, gys, strict=False):
+            np.testing.assert_allclose(b.array, nhwc_array(a.array), rtol=1e-5, atol=1e-5)
+            a.grad, b.grad = nchw(gy), gy
+        chainer.grad(ya, [xa] + [p for plain, _ in pairs for p in plain.params()], set_grad=True)
+        chainer.grad(yb, [xb] + [p for _, fast in pairs for p in fast.params()], set_grad=True)
+    if passthrough:
+        assert yb[-1].array is xb.array  # the input itself, no copy
+    np.testing.assert_allclose(xb.grad, nhwc_array(xa.grad), rtol=1e-4, atol=1e-5)
+    for plain, fast in pairs:
+        for name in ('gamma', 'beta'):
+            a, b = getattr(plain, name).grad, getattr(fast, name).grad
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+        for name in ('avg_mean', 'avg_var'):
+            a, b = getattr(plain, name), getattr(fast, name)
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_shared_bn_relus_against_float64_and_nan_as_chainer(rng):
+    x = rng.normal(size=(2, 4, 4, 3))
+    gys = [rng.normal(size=x.shape) for _ in range(3)]
+    (_, bn1), (_, bn2) = bn_pair(3, rng), bn_pair(3, rng)
+
+    def run(dtype, fast=True, nan=False):
+        links = [bn.copy(mode='copy') for bn in (bn1, bn2)]
+        for link in links:
+            link.gamma.array = link.gamma.array.astype(dtype)
+            link.beta.array = link.beta.array.astype(dtype)
+        data = x.copy()
+        if nan:
+            data[1, 2, 3, 0] = np.nan
+        v = chainer.Variable(data.astype(dtype) if fast else nchw(data).astype(dtype))
+        if fast:
+            ys = nhwc.bn_relus(links, v, passthrough=True)
+            grads = [gy.astype(dtype) for gy in gys]
+        else:
+            ys = [F.relu(link(v)) for link in links] + [F.identity(v)]
+            grads = [nchw(gy).astype(dtype) for gy in gys]
+        for y, gy in zip(ys, grads, strict=True):
+            y.grad = gy
+        chainer.grad(ys, [v] + [p for link in links for p in link.params()], set_grad=True)
+        outputs = [y.array if fast else nhwc_array(y.array) for y in ys]
+        gx = v.grad if fast else nhwc_array(v.grad)
+        return outputs + [gx] + [p.grad for link in links for p in (link.gamma, link.beta)]
+
+    for ref, fast in zip(run(np.float64), run(np.float32), strict=True):
+        assert fast.dtype == np.float32
+        np.testing.assert_allclose(fast, ref, rtol=1e-4, atol=1e-5)
+    fast, plain = run(np.float32, nan=True), run(np.float32, fast=False, nan=True)
+    assert np.isnan(fast[0][..., 0]).all() and np.isnan(fast[3]).any()  # channel 0, and gx
+    for a, b in zip(fast, plain, strict=True):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+
+
 def test_bn_relu_does_not_touch_the_statistics_while_recomputing(rng):
     _, bn = bn_pair(3, rng)
     before = bn.avg_mean.copy()
@@ -220,6 +287,26 @@ def test_double_backprop_equals_the_plain_composition(rng):
         b = double_backprop(fast, [chainer.Variable(x.copy())])
     for u, v in zip(a[0] + a[1], b[0] + b[1], strict=True):
         np.testing.assert_allclose(v, u, rtol=1e-4, atol=1e-5)
+
+
+def test_double_backprop_through_shared_bn_relus(rng):
+    pairs = [bn_pair(3, rng) for _ in range(2)]
+    x = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
+
+    def plain(v):
+        h = F.transpose(v, (0, 3, 1, 2))
+        ys = [F.transpose(F.relu(bn(h)), (0, 2, 3, 1)) for bn, _ in pairs]
+        return ys[0] * ys[1] + v
+
+    def fast(v):
+        a, b, same = nhwc.bn_relus([bn for _, bn in pairs], v, passthrough=True)
+        return a * b + same
+
+    with chainer.using_config('train', True):
+        a = double_backprop(plain, [chainer.Variable(x.copy())])
+        b = double_backprop(fast, [chainer.Variable(x.copy())])
+    for u, v in zip(a[0] + a[1], b[0] + b[1], strict=True):
+        np.testing.assert_allclose(v, u, rtol=1e-4, atol=1e-4)
 
 
 def test_nan_in_the_input_or_a_weight_reaches_the_output(rng):
