@@ -19,7 +19,7 @@ import chainer.functions as F
 import numpy as np
 from chainer import function_node
 
-from layers import kernels
+from layers import kernels, workspace
 from layers.fallback import plain_grads, wants_graph
 
 
@@ -69,7 +69,7 @@ class BNReLUNHWC(function_node.FunctionNode):
         scale = gammas * inv_std
         shift = betas - mean * scale
         self.scale, self.shift = scale.astype(x.dtype), shift.astype(x.dtype)
-        ys = np.empty((count, *x.shape), x.dtype)
+        ys = workspace.array((count, *x.shape), x.dtype)
         kernels.scale_shift_relu(x2, self.scale, self.shift, ys.reshape(count, -1, c))
         self.mean, self.inv_std = mean[0], inv_std
         self.retain_inputs(tuple(range(len(inputs))))
@@ -112,7 +112,7 @@ class BNReLUNHWC(function_node.FunctionNode):
             d = -a * gbeta / m - b * (self.mean - mean)
             gpass = grad_outputs[count] if self.passthrough else None
             gpass = np.empty((0, c), x.dtype) if gpass is None else gpass.array.reshape(-1, c)
-            gx = np.empty(x.shape, x.dtype)
+            gx = workspace.array(x.shape, x.dtype)
             dtype = x.dtype
             kernels.bn_relu_grad_x(
                 gys,

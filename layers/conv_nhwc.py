@@ -103,7 +103,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         (n, out_h, out_w) = shapes.pop()
         channels = sum(w.shape[0] for _, w, _ in parts)
         dtype = parts[0][0].dtype
-        y = np.empty((n, out_h, out_w, channels), dtype)
+        y = workspace.array((n, out_h, out_w, channels), dtype)
         y2 = y.reshape(-1, channels)
         accumulate = self.bypass or any(b is not None for _, _, b in parts)
         if accumulate:
@@ -172,11 +172,13 @@ class ConvolutionsNHWC(function_node.FunctionNode):
     def _grad_x(self, g, x, w, wm, branch: Branch) -> np.ndarray:
         _, c, kh, kw = w.shape
         if kh == kw == 1 and branch.stride == 1 and branch.pad == 0:
-            return np.matmul(g, wm).reshape(x.shape)
+            return np.matmul(
+                g, wm, out=workspace.array((g.shape[0], wm.shape[1]), g.dtype)
+            ).reshape(x.shape)
         n, out_h, out_w = self._geometry(x, w, branch)
         gcol = workspace.scratch('gcol', (g.shape[0], wm.shape[1]), x.dtype)
         np.matmul(g, wm, out=gcol)
-        gx = np.empty(x.shape, x.dtype)
+        gx = workspace.array(x.shape, x.dtype)
         s, p = branch.stride, branch.pad
         kernels.col2im(gcol, gx, kh, kw, s, s, p, p, out_h, out_w)
         return gx

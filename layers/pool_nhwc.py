@@ -13,7 +13,7 @@ import numpy as np
 from chainer import function_node
 from chainer.utils import conv
 
-from layers import kernels
+from layers import kernels, workspace
 
 
 class _Window:
@@ -40,7 +40,7 @@ class MaxPoolingNHWC(function_node.FunctionNode):
         win = self.window
         out_h = conv.get_conv_outsize(h, win.k, win.s, win.p, cover_all=True)
         out_w = conv.get_conv_outsize(w, win.k, win.s, win.p, cover_all=True)
-        y = np.empty((n, out_h, out_w, c), x.dtype)
+        y = workspace.array((n, out_h, out_w, c), x.dtype)
         win.index, win.in_shape = np.empty(y.shape, np.int8), x.shape
         kernels.max_pool(x, y, win.index, win.k, win.s, win.p)
         return (y,)
@@ -58,7 +58,7 @@ class MaxPoolingNHWCGrad(function_node.FunctionNode):
     def forward_cpu(self, inputs):
         (gy,) = inputs
         win = self.window
-        gx = np.empty(win.in_shape, gy.dtype)
+        gx = workspace.array(win.in_shape, gy.dtype)
         kernels.max_pool_grad(np.ascontiguousarray(gy), win.index, gx, win.k, win.s, win.p)
         return (gx,)
 

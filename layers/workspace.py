@@ -7,17 +7,31 @@ one GEMM and dropped. Each named slot keeps one flat array, grown to the largest
 so far, and hands out views of it; a view is valid only until the next ``scratch`` call with
 the same name, so a slot never backs an array that outlives the function that asked.
 
-Outputs and gradients, which the graph keeps, come from the allocator: pooling them by shape
-was measured to raise peak RSS by 20 % (a pool cannot share memory between shapes the way
-the allocator does) while saving few page faults. State is per thread; a forked child gets
-its own copy.
+Outputs and gradients, which the graph keeps, come from ``array``: below 32 MiB that is the
+allocator (glibc keeps such blocks on its heap, see ``layers.runtime``); at or above it,
+where glibc would map fresh pages every time (84 MiB for the first pooling's gradient at
+122 px), a small shared list of large buffers. A buffer backs a new array only when nothing
+but the list refers to it (every view of it holds a reference, so a gradient kept as a
+leaf's ``.grad`` or an output a caller keeps is never reused), and only for a request of at
+least half its size; at most ``KEEP_FREE`` unused buffers stay. A pool by exact shape was
+measured to raise peak RSS by 20 %; reusing any large enough buffer lets one buffer serve
+the forward pass's large outputs and the backward pass's large gradients in turn.
+Scratch slots are per thread; the buffer list is shared (under a lock); a forked child
+gets its own copy of both.
 """
 
+import sys
 import threading
 
 import numpy as np
 
 _local = threading.local()
+LARGE = 32 << 20
+"""Arrays of at least this many bytes come from reused buffers (glibc's largest mmap threshold)."""
+KEEP_FREE = 2
+"""Unused large buffers kept for the next requests; more are dropped."""
+_buffers: list[np.ndarray] = []
+_lock = threading.Lock()
 
 
 def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
@@ -31,6 +45,48 @@ def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
     return buffer[:size].view(dtype).reshape(shape)
 
 
+def _reference_count(index: int) -> int:
+    return sys.getrefcount(_buffers[index])  # the list's reference and the argument's
+
+
+_buffers.append(np.empty(1, np.uint8))
+POOLING = _reference_count(0) == 2
+"""False where the interpreter counts references otherwise: then ``array`` only allocates."""
+_buffers.clear()
+
+
+def _unused() -> list[int]:
+    """Indices of the buffers nothing but the list refers to (no array is a view of them)."""
+    return [i for i in range(len(_buffers)) if _reference_count(i) <= 2]
+
+
+def array(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialized C-contiguous array of ``shape``, which the caller may keep.
+
+    At or above ``LARGE`` bytes it is a view of a reused buffer that nothing else refers to.
+    """
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    if size < LARGE or not POOLING:
+        return np.empty(shape, dtype)
+    with _lock:
+        free = _unused()
+        fits = [i for i in free if size <= _buffers[i].size <= 2 * size]
+        if fits:
+            buffer = _buffers[min(fits, key=lambda i: _buffers[i].size)]
+        else:
+            extra = len(free) + 1 - KEEP_FREE  # drop the smallest unused ones beyond KEEP_FREE
+            for i in sorted(sorted(free, key=lambda i: _buffers[i].size)[: max(extra, 0)])[::-1]:
+                del _buffers[i]
+            buffer = np.empty(size, np.uint8)
+            _buffers.append(buffer)
+        return buffer[:size].view(dtype).reshape(shape)
+
+
 def release() -> None:
-    """Drop this thread's scratch slots (their memory returns to the allocator)."""
+    """Drop this thread's scratch slots and the unused large buffers (their memory returns
+    to the allocator)."""
     _local.__dict__.pop('slots', None)
+    with _lock:
+        for i in _unused()[::-1]:
+            del _buffers[i]
