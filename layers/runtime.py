@@ -43,18 +43,41 @@ TRIM_THRESHOLD = 2**31 - 1
 ALLOCATOR_VARIABLES = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'GLIBC_TUNABLES')
 
 
+def _mallopt():
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return None
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return mallopt
+
+
 def tune_allocator() -> bool:
     """Keep arrays under 32 MiB on glibc's heap and freed memory mapped; True if done."""
     if not sys.platform.startswith('linux') or any(v in os.environ for v in ALLOCATOR_VARIABLES):
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(
         mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
+
+
+SERVICE_TRIM_THRESHOLD = 32 << 20
+
+
+def return_freed_memory() -> bool:
+    """For a long-running service: free memory beyond 32 MiB at the top of a heap goes back
+    to the system when it is freed, instead of staying for the next training step.
+
+    Keeping it is right for training (the next step reuses it) but not for threads that
+    decode an occasional large image: glibc never returns a thread arena's top (not even
+    ``malloc_trim``), so each decoding thread would keep up to a heap (64 MiB) resident.
+    Only undoes what ``tune_allocator`` did; True if done.
+    """
+    mallopt = _mallopt() if ALLOCATOR_TUNED else None
+    return bool(mallopt and mallopt(M_TRIM_THRESHOLD, SERVICE_TRIM_THRESHOLD))
 
 
 def configure() -> None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from layers import runtime
 from trainer import validators
 from trainer.errors import ImageError, ServeError
 from trainer.images import BYTES_PER_PIXEL, ImageTooLargeError, open_image, to_cifar_image
@@ -147,6 +148,7 @@ class PredictionServer:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.pages = {path: _page(name, kind) for path, (name, kind) in PAGE_FILES.items()}
+        runtime.return_freed_memory()  # a decoded bomb's memory goes back, not the training's way
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix='decode')
         self._batcher = _Batcher(predictor, BATCH)
         self._connections: set[asyncio.Task] = set()
