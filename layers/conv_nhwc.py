@@ -172,9 +172,9 @@ class ConvolutionsNHWC(function_node.FunctionNode):
     def _grad_x(self, g, x, w, wm, branch: Branch) -> np.ndarray:
         _, c, kh, kw = w.shape
         if kh == kw == 1 and branch.stride == 1 and branch.pad == 0:
-            return np.matmul(
-                g, wm, out=workspace.array((g.shape[0], wm.shape[1]), g.dtype)
-            ).reshape(x.shape)
+            gx = workspace.array(x.shape, g.dtype)
+            np.matmul(g, wm, out=gx.reshape(g.shape[0], wm.shape[1]))
+            return gx
         n, out_h, out_w = self._geometry(x, w, branch)
         gcol = workspace.scratch('gcol', (g.shape[0], wm.shape[1]), x.dtype)
         np.matmul(g, wm, out=gcol)

@@ -43,12 +43,20 @@ TRIM_THRESHOLD = 2**31 - 1
 ALLOCATOR_VARIABLES = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'GLIBC_TUNABLES')
 
 
-def _mallopt():
+def _glibc(name: str, argtypes: tuple):
+    """glibc's function ``name``, or None on other C libraries."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
         return None
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    function.argtypes = argtypes
+    return function
+
+
+def _mallopt():
+    mallopt = _glibc('mallopt', (ctypes.c_int, ctypes.c_int))
+    if mallopt is not None:
+        mallopt.restype = ctypes.c_int
     return mallopt
 
 
@@ -78,6 +86,15 @@ def return_freed_memory() -> bool:
     """
     mallopt = _mallopt() if ALLOCATOR_TUNED else None
     return bool(mallopt and mallopt(M_TRIM_THRESHOLD, SERVICE_TRIM_THRESHOLD))
+
+
+_TRIM = _glibc('malloc_trim', (ctypes.c_size_t,))
+
+
+def release_memory() -> None:
+    """Give freed heap pages back to the system (glibc keeps them in its arenas)."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def configure() -> None:

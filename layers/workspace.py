@@ -75,8 +75,9 @@ def array(shape: tuple, dtype) -> np.ndarray:
         if fits:
             buffer = _buffers[min(fits, key=lambda i: _buffers[i].size)]
         else:
-            extra = len(free) + 1 - KEEP_FREE  # drop the smallest unused ones beyond KEEP_FREE
-            for i in sorted(sorted(free, key=lambda i: _buffers[i].size)[: max(extra, 0)])[::-1]:
+            extra = max(len(free) + 1 - KEEP_FREE, 0)  # the smallest unused beyond KEEP_FREE
+            drop = sorted(free, key=lambda i: _buffers[i].size)[:extra]
+            for i in sorted(drop, reverse=True):
                 del _buffers[i]
             buffer = np.empty(size, np.uint8)
             _buffers.append(buffer)

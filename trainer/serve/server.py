@@ -21,7 +21,6 @@ a burst of connections waits in a listen backlog of BACKLOG.
 import asyncio
 import collections
 import contextlib
-import ctypes
 import functools
 import importlib.resources
 import json
@@ -402,7 +401,7 @@ class PredictionServer:
             large = image is not None and image.width * image.height * BYTES_PER_PIXEL
             image = None
             if large and large >= TRIM_BYTES:
-                release_memory()
+                runtime.release_memory()
 
     def _late(self) -> str:
         return f'request not received in full within {self.timeout:g} s'
@@ -484,25 +483,6 @@ class _Budget:
 
 def _page(name: str, kind: str) -> tuple[bytes, str]:
     return (importlib.resources.files(__package__) / 'page' / name).read_bytes(), kind
-
-
-def _malloc_trim():
-    """glibc's malloc_trim, or None on other C libraries."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    return trim
-
-
-_TRIM = _malloc_trim()
-
-
-def release_memory() -> None:
-    """Give freed heap pages back to the system (glibc keeps them in its arenas)."""
-    if _TRIM is not None:
-        _TRIM(0)
 
 
 def make_server(
