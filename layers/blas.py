@@ -12,8 +12,14 @@ checked once on a small product against ``np.matmul``. Where it cannot be found 
 disagrees, ``gemm`` falls back to ``np.matmul`` and an add: same result, one pass more.
 Integers go as 64-bit values, which an LP64 library reads correctly on x86-64 and
 AArch64 too (they travel in 64-bit registers and 8-byte stack slots).
+
+Compiled kernels call the same functions from their own threads (``layers.conv_blocks``):
+``address`` gives a function's address, and ``one_thread`` holds OpenBLAS to the calling
+thread meanwhile (``openblas_set_num_threads``), so each kernel thread's GEMM runs on its
+own core instead of waking OpenBLAS's threads.
 """
 
+import contextlib
 import ctypes
 
 import numpy as np
@@ -24,6 +30,8 @@ _SYMBOLS = tuple(
 )
 _TYPES = (('s', np.float32, ctypes.c_float), ('d', np.float64, ctypes.c_double))
 _FUNCTIONS: dict | None = None
+_THREADS: tuple | None = None
+"""OpenBLAS's (get, set) thread-count functions in the library ``_FUNCTIONS`` came from."""
 
 
 def _library_paths() -> list[str]:
@@ -54,8 +62,21 @@ def _load() -> dict:
                 function.restype = None
                 found[np.dtype(dtype)] = function
             if len(found) == 2 and _agrees(found):
+                _find_thread_control(library, symbol)
                 return found
     return {}
+
+
+def _find_thread_control(library: ctypes.CDLL, symbol: str) -> None:
+    """OpenBLAS's get/set thread-count functions, named like the library's gemm."""
+    global _THREADS
+    prefix, suffix = symbol.split('cblas_')[0], '64_' if symbol.endswith('64_') else ''
+    names = [f'{prefix}openblas_{verb}_num_threads{suffix}' for verb in ('get', 'set')]
+    if all(hasattr(library, name) for name in names):
+        get, set_ = (getattr(library, name) for name in names)
+        get.argtypes, get.restype = (), ctypes.c_int
+        set_.argtypes, set_.restype = (ctypes.c_int,), None
+        _THREADS = (get, set_)
 
 
 def _agrees(functions: dict) -> bool:
@@ -100,6 +121,31 @@ def _call(function, a, b, out, beta: float) -> bool:
         a.ctypes.data, ta[1], b.ctypes.data, tb[1], beta, out.ctypes.data, tc[1],
     )  # fmt: skip
     return True
+
+
+def address(dtype) -> int | None:
+    """The address of ``cblas_?gemm`` for ``dtype`` (float32 or float64), None if unusable
+    from other threads (no BLAS found, or no OpenBLAS thread control to pair it with)."""
+    function = _functions().get(np.dtype(dtype))
+    if function is None or _THREADS is None:
+        return None
+    return ctypes.cast(function, ctypes.c_void_p).value
+
+
+@contextlib.contextmanager
+def one_thread():
+    """OpenBLAS runs each GEMM in its calling thread meanwhile (then as many as before)."""
+    _functions()
+    if _THREADS is None:
+        yield
+        return
+    get, set_ = _THREADS
+    before = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
 
 
 def available() -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 from chainer import function_node
 from chainer.utils import conv, type_check
 
-from layers import blas, kernels, workspace
+from layers import blas, conv_blocks, kernels, workspace
 from layers.fallback import plain_grads, wants_graph
 
 
@@ -105,7 +105,8 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         dtype = parts[0][0].dtype
         y = workspace.array((n, out_h, out_w, channels), dtype)
         y2 = y.reshape(-1, channels)
-        accumulate = self.bypass or any(b is not None for _, _, b in parts)
+        blocked = conv_blocks.available(dtype)
+        accumulate = blocked or self.bypass or any(b is not None for _, _, b in parts)
         if accumulate:
             bias = np.concatenate(
                 [np.zeros(w.shape[0], dtype) if b is None else b for _, w, b in parts]
@@ -121,10 +122,38 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         start = 0
         for (x, w, _), branch in zip(parts, self.branches, strict=True):
             stop = start + w.shape[0]
-            cols = self._columns(x, w, branch)
-            blas.gemm(cols, _weight_matrix(w).T, y2[:, start:stop], accumulate=accumulate)
+            if blocked:
+                self._forward_blocks(x, w, branch, y2[:, start:stop])
+            else:
+                cols = self._columns(x, w, branch)
+                blas.gemm(cols, _weight_matrix(w).T, y2[:, start:stop], accumulate=accumulate)
             start = stop
         return (y,)
+
+    def _block_args(self, x: np.ndarray, w: np.ndarray, branch: Branch) -> tuple:
+        """(contiguous x, weight matrix, column buffers, images a block, geometry, direct)
+        for the ``conv_blocks`` kernels."""
+        x = np.ascontiguousarray(x)
+        n, out_h, out_w = self._geometry(x, w, branch)
+        _, _, kh, kw = w.shape
+        direct = kh == kw == 1 and branch.stride == 1 and branch.pad == 0
+        wm = np.ascontiguousarray(_weight_matrix(w))
+        k = wm.shape[1]
+        imgs = conv_blocks.images_per_block(out_h * out_w, k, x.itemsize, n)
+        shape = (
+            (conv_blocks.threads(), 1, 1)
+            if direct
+            else (conv_blocks.threads(), imgs * out_h * out_w, k)
+        )
+        cols = workspace.scratch('col', shape, x.dtype)
+        s, p = branch.stride, branch.pad
+        return x, wm, cols, imgs, (kh, kw, s, s, p, p, out_h, out_w), direct
+
+    def _forward_blocks(self, x, w, branch: Branch, out: np.ndarray) -> None:
+        """out += conv(x) (out: the branch's column slice, 2-D), image blocks per thread."""
+        x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch)
+        with blas.one_thread():
+            conv_blocks.forward(x, wm, out, cols, imgs, *geometry, direct)
 
     def _columns(self, x: np.ndarray, w: np.ndarray, branch: Branch) -> np.ndarray:
         """The GEMM's left operand: x itself for a 1x1 stride-1 conv, else im2col (scratch)."""
@@ -159,6 +188,10 @@ class ConvolutionsNHWC(function_node.FunctionNode):
             stop = start + w.shape[0]
             g = gy2[:, start:stop]
             start = stop
+            if conv_blocks.available(g.dtype):
+                wanted_here = {i: i in indexes for i in (ix, iw, ib) if i is not None}
+                grads.update(self._backward_blocks(x, w, g, branch, (ix, iw, ib), wanted_here))
+                continue
             if ib is not None and ib in indexes:
                 grads[ib] = _ones(g.shape[0], g.dtype) @ g  # a GEMV: the column sums
             wm = _weight_matrix(w)
@@ -168,6 +201,27 @@ class ConvolutionsNHWC(function_node.FunctionNode):
             if ix in indexes:
                 grads[ix] = self._grad_x(g, x, w, wm, branch)
         return _ordered(grads, wanted)
+
+    def _backward_blocks(self, x, w, g, branch: Branch, index: tuple, wanted: dict) -> dict:
+        """The gradients of one branch that ``wanted`` asks for, image blocks per thread."""
+        ix, iw, ib = index
+        dtype = g.dtype
+        x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch)
+        o, k = wm.shape
+        parts = cols.shape[0]
+        gw = np.zeros((parts if wanted[iw] else 0, o, k), dtype)
+        gb = np.zeros((parts if ib is not None and wanted[ib] else 0, o), np.float64)
+        gx = workspace.array(x.shape, dtype) if wanted[ix] else np.empty((0, 1, 1, 1), dtype)
+        with blas.one_thread():
+            conv_blocks.backward(x, wm, g, gw, gb, gx, cols, imgs, *geometry, direct)
+        grads = {}
+        if wanted[iw]:
+            grads[iw] = _weight_from_matrix(gw.sum(axis=0), w.shape)
+        if ib is not None and wanted[ib]:
+            grads[ib] = gb.sum(axis=0).astype(dtype)
+        if wanted[ix]:
+            grads[ix] = gx
+        return grads
 
     def _grad_x(self, g, x, w, wm, branch: Branch) -> np.ndarray:
         _, c, kh, kw = w.shape

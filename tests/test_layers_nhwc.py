@@ -10,7 +10,7 @@ import chainer.links as L
 import numpy as np
 import pytest
 
-from layers import nhwc
+from layers import conv_blocks, nhwc
 
 
 def nchw(a):
@@ -86,6 +86,15 @@ def test_convolutions_equal_chainers_against_float64(case, rng):
         assert fast.shape == ref.shape and fast.dtype == np.float32
         scale = np.abs(ref).max()
         assert relative(fast, ref, scale) < max(1e-5, 4 * relative(plain, ref, scale))
+
+
+@pytest.mark.parametrize('case', [CONV_CASES[1], CONV_CASES[4]])
+def test_convolutions_without_the_blocked_kernels(case, rng, monkeypatch):
+    """Where BLAS cannot be called from the kernels' threads: whole-batch im2col + GEMM."""
+    monkeypatch.setattr(conv_blocks, '_REGISTERED', False)
+    monkeypatch.setattr(conv_blocks, 'forward', None)  # never called
+    monkeypatch.setattr(conv_blocks, 'backward', None)
+    test_convolutions_equal_chainers_against_float64(case, rng)
 
 
 @pytest.mark.parametrize('bias', [True, False])

@@ -1,0 +1,236 @@
+"""Convolutions on NHWC activations in blocks of images, each thread its own im2col and GEMM.
+
+``layers.conv_nhwc`` first wrote a k x k convolution's whole im2col matrix (up to 135 MB
+for conv1 at 122 px, batch 64), then ran one GEMM over it on every core: the matrix went
+out to memory and back. Here each of the kernel's threads takes a contiguous share of the
+images and, a block of a few images at a time (about ``BLOCK_BYTES`` of columns), writes the
+block's im2col into a buffer of its own and multiplies it at once, with BLAS held to that
+thread (``blas.one_thread``): the columns stay in the core's cache. The backward pass does
+the same per block: im2col again, the weight gradient accumulated into the thread's own
+partial sum, the column gradient into the same buffer and the block's col2im; the bias
+gradient is summed in float64 from the output gradient's rows while they are in cache.
+Partial sums are added in thread order, so results depend on the thread count only.
+
+A 1x1 stride-1 convolution needs no im2col: its blocks multiply the input rows as they are.
+The GEMMs are OpenBLAS's own ``cblas_?gemm`` (``blas.address``), registered under a fixed
+symbol name so the compiled kernels can be cached on disk like the others.
+"""
+
+from layers import runtime
+
+runtime.configure()  # before Numba starts its threads
+
+# isort: split
+import llvmlite.binding as llvm  # noqa: E402
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba import prange, types  # noqa: E402
+
+from layers import blas  # noqa: E402
+
+BLOCK_BYTES = 1 << 20
+"""Target size of one block's im2col columns (at least one image per block)."""
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_SYMBOLS = {np.dtype(np.float32): 'layers_cblas_sgemm', np.dtype(np.float64): 'layers_cblas_dgemm'}
+
+
+def _declare(name: str, real) -> types.ExternalFunction:
+    i32, i64, ptr = types.int32, types.int64, types.intp
+    return types.ExternalFunction(
+        name, types.void(i32, i32, i32, i64, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64)
+    )
+
+
+_sgemm = _declare('layers_cblas_sgemm', types.float32)
+_dgemm = _declare('layers_cblas_dgemm', types.float64)
+
+
+_REGISTERED: bool | None = None
+
+
+def available(dtype) -> bool:
+    """Whether the blocked kernels can run for ``dtype``: float32 or float64, and both of
+    BLAS's gemm functions found (the kernels refer to both) and registered."""
+    global _REGISTERED
+    if np.dtype(dtype) not in _SYMBOLS:
+        return False
+    if _REGISTERED is None:
+        addresses = {dtype: blas.address(dtype) for dtype in _SYMBOLS}
+        _REGISTERED = None not in addresses.values()
+        for dtype, address in addresses.items():
+            if address is not None:
+                llvm.add_symbol(_SYMBOLS[dtype], address)
+    return _REGISTERED
+
+
+def threads() -> int:
+    """How many blocks of work the kernels split into: Numba's thread count."""
+    return numba.get_num_threads()
+
+
+def images_per_block(rows_per_image: int, width: int, itemsize: int, n: int) -> int:
+    """Images per block: about ``BLOCK_BYTES`` of columns, at least one."""
+    per_image = max(rows_per_image * width * itemsize, 1)
+    return int(min(max(BLOCK_BYTES // per_image, 1), max(n, 1)))
+
+
+_inline = numba.njit(cache=True, nogil=True, inline='always')
+_jit = numba.njit(cache=True, parallel=True, nogil=True)
+
+
+@_inline
+def _gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, itemsize):
+    """C = op(A) @ op(B) + beta * C, row-major, on raw pointers (float32 or float64)."""
+    if m == 0 or n == 0:
+        return
+    if itemsize == 4:
+        _sgemm(
+            _ROW_MAJOR, ta, tb, m, n, k, np.float32(1.0), a, lda, b, ldb, np.float32(beta), c, ldc
+        )
+    else:
+        _dgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
+
+
+@_inline
+def _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w):
+    """col[(n - n0, oy, ox), (i, j, c)] = x[n, oy*sy - py + i, ox*sx - px + j, c], 0 outside."""
+    _, h, w, c = x.shape
+    for n in range(n0, n1):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                m = ((n - n0) * out_h + oy) * out_w + ox
+                for i in range(kh):
+                    y = oy * sy - py + i
+                    for j in range(kw):
+                        base = (i * kw + j) * c
+                        xx = ox * sx - px + j
+                        if 0 <= y < h and 0 <= xx < w:
+                            for k in range(c):
+                                col[m, base + k] = x[n, y, xx, k]
+                        else:
+                            for k in range(c):
+                                col[m, base + k] = 0.0
+
+
+@_inline
+def _col2im(col, gx, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w):
+    """The adjoint of ``_im2col`` for images n0..n1, a gather: each pixel sums its columns."""
+    _, h, w, c = gx.shape
+    for n in range(n0, n1):
+        for y in range(h):
+            for xx in range(w):
+                for k in range(c):
+                    gx[n, y, xx, k] = 0.0
+                for i in range(kh):
+                    ty = y + py - i
+                    if ty < 0 or ty % sy != 0 or ty // sy >= out_h:
+                        continue
+                    oy = ty // sy
+                    for j in range(kw):
+                        tx = xx + px - j
+                        if tx < 0 or tx % sx != 0 or tx // sx >= out_w:
+                            continue
+                        m = ((n - n0) * out_h + oy) * out_w + tx // sx
+                        base = (i * kw + j) * c
+                        for k in range(c):
+                            gx[n, y, xx, k] += col[m, base + k]
+
+
+@_jit
+def forward(x, wm, y, cols, imgs, kh, kw, sy, sx, py, px, out_h, out_w, direct):
+    """y[(n, oy, ox), :] += im2col(x) @ wm.T; y a 2-D (maybe column-sliced) array.
+
+    ``direct``: a 1x1 stride-1 convolution, whose columns are x's rows themselves.
+    ``cols``: one (rows, k) buffer per thread, rows >= imgs * out_h * out_w.
+    """
+    n_img, _, _, c = x.shape
+    o, k = wm.shape
+    size = x.itemsize
+    per = out_h * out_w
+    parts = cols.shape[0]
+    ldy = y.strides[0] // size
+    for t in prange(parts):
+        col = cols[t]
+        for n0 in range(t * n_img // parts, (t + 1) * n_img // parts, imgs):
+            n1 = min(n0 + imgs, (t + 1) * n_img // parts)
+            rows = (n1 - n0) * per
+            if direct:
+                a, lda = x.ctypes.data + n0 * per * c * size, c
+            else:
+                _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w)
+                a, lda = col.ctypes.data, k
+            yp = y.ctypes.data + n0 * per * ldy * size
+            _gemm(_NO_TRANS, _TRANS, rows, o, k, a, lda, wm.ctypes.data, k, 1.0, yp, ldy, size)
+
+
+@_jit
+def backward(x, wm, g, gw, gb, gx, cols, imgs, kh, kw, sy, sx, py, px, out_h, out_w, direct):
+    """Per thread t: gw[t] += g.T @ im2col(x), gb[t] += column sums of g (float64), and,
+    when gx has images, gx = col2im(g @ wm) (direct: gx rows = g @ wm).
+
+    gw (threads, o, k) and gb (threads, o) start at 0 and are summed over t by the caller;
+    an empty gw or gb (0 threads) skips that gradient.
+    """
+    n_img, _, _, c = x.shape
+    o, k = wm.shape
+    size = x.itemsize
+    per = out_h * out_w
+    parts = cols.shape[0]
+    ldg = g.strides[0] // size
+    want_w, want_b, want_x = gw.shape[0] > 0, gb.shape[0] > 0, gx.shape[0] > 0
+    for t in prange(parts):
+        col = cols[t]
+        for n0 in range(t * n_img // parts, (t + 1) * n_img // parts, imgs):
+            n1 = min(n0 + imgs, (t + 1) * n_img // parts)
+            rows = (n1 - n0) * per
+            r0 = n0 * per
+            gp = g.ctypes.data + r0 * ldg * size
+            if want_b:
+                for r in range(r0, r0 + rows):
+                    for j in range(o):
+                        gb[t, j] += g[r, j]
+            if want_w:
+                if direct:
+                    a, lda = x.ctypes.data + r0 * c * size, c
+                else:
+                    _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w)
+                    a, lda = col.ctypes.data, k
+                wp = gw.ctypes.data + t * o * k * size
+                _gemm(_TRANS, _NO_TRANS, o, k, rows, gp, ldg, a, lda, 1.0, wp, k, size)
+            if want_x:
+                if direct:
+                    xp = gx.ctypes.data + r0 * c * size
+                    _gemm(
+                        _NO_TRANS,
+                        _NO_TRANS,
+                        rows,
+                        k,
+                        o,
+                        gp,
+                        ldg,
+                        wm.ctypes.data,
+                        k,
+                        0.0,
+                        xp,
+                        c,
+                        size,
+                    )
+                else:
+                    cp = col.ctypes.data
+                    _gemm(
+                        _NO_TRANS,
+                        _NO_TRANS,
+                        rows,
+                        k,
+                        o,
+                        gp,
+                        ldg,
+                        wm.ctypes.data,
+                        k,
+                        0.0,
+                        cp,
+                        k,
+                        size,
+                    )
+                    _col2im(col, gx, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w)

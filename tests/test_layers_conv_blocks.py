@@ -1,0 +1,134 @@
+"""``layers.conv_blocks``: convolutions in image blocks per thread, against a float64 im2col.
+
+The kernels split the images over ``cols.shape[0]`` parts whatever Numba's thread count, so
+the tests try more parts than images, blocks of one image and of several, 1x1 (direct) and
+k x k strided and padded convolutions, a column slice as the output, and each gradient alone.
+"""
+
+import numpy as np
+import pytest
+
+from layers import blas, conv_blocks, kernels
+
+pytestmark = pytest.mark.skipif(
+    not conv_blocks.available(np.float32), reason='no OpenBLAS with thread control loaded'
+)
+
+# (images, side, in channels, out channels, ksize, stride, pad)
+CASES = [
+    (3, 7, 4, 5, 3, 1, 1),
+    (2, 13, 3, 8, 7, 2, 2),
+    (4, 9, 3, 4, 3, 2, 0),
+    (3, 5, 6, 7, 1, 1, 0),
+]
+
+
+def reference(x, w, gy, k, s, p):
+    """Forward, weight, bias and input gradients in float64 through a whole-batch im2col."""
+    x, w, gy = (a.astype(np.float64) for a in (x, w, gy))
+    n, h, _, c = x.shape
+    o = w.shape[0]
+    out = (h + 2 * p - k) // s + 1
+    col = np.empty((n * out * out, k * k * c))
+    kernels.im2col(x, col, k, k, s, s, p, p, out, out)
+    g = gy.reshape(-1, o)
+    gx = np.empty_like(x)
+    kernels.col2im(g @ w, gx, k, k, s, s, p, p, out, out)
+    return col @ w.T, g.T @ col, g.sum(axis=0), gx
+
+
+def setup(case, rng, dtype=np.float32):
+    n, side, c, o, k, s, p = case
+    out = (side + 2 * p - k) // s + 1
+    x = rng.normal(size=(n, side, side, c)).astype(dtype)
+    w = rng.normal(size=(o, k * k * c)).astype(dtype)
+    gy = rng.normal(size=(n, out, out, o)).astype(dtype)
+    return x, w, gy, out
+
+
+def run(case, x, w, gy, out, parts, imgs, want=('w', 'b', 'x'), extra=0):
+    """The kernels' results; the output and gradient live in column slices of wider arrays."""
+    n, _, c, o, k, s, p = case
+    direct = k == 1 and s == 1 and p == 0
+    dtype = x.dtype
+    cols = np.full((parts, 1, 1) if direct else (parts, imgs * out * out, k * k * c), np.nan, dtype)
+    wide = np.full((n * out * out, o + extra), 7.0, dtype)
+    y = wide[:, extra:]
+    y[...] = 0
+    geometry = (k, k, s, s, p, p, out, out)
+    with blas.one_thread():
+        conv_blocks.forward(x, w, y, cols, imgs, *geometry, direct)
+    gwide = np.full((n * out * out, o + extra), np.inf, dtype)
+    g = gwide[:, extra:]
+    g[...] = gy.reshape(-1, o)
+    gw = np.zeros((parts if 'w' in want else 0, o, w.shape[1]), dtype)
+    gb = np.zeros((parts if 'b' in want else 0, o))
+    gx = np.full(x.shape, np.nan, dtype) if 'x' in want else np.empty((0, 1, 1, 1), dtype)
+    with blas.one_thread():
+        conv_blocks.backward(x, w, g, gw, gb, gx, cols, imgs, *geometry, direct)
+    if extra:
+        assert (wide[:, :extra] == 7.0).all()  # the columns beside the output slice untouched
+    return y, gw.sum(axis=0), gb.sum(axis=0), gx
+
+
+@pytest.mark.parametrize('case', CASES)
+@pytest.mark.parametrize('parts, imgs', [(1, 1), (2, 1), (2, 2), (5, 1), (1, 64)])
+def test_forward_and_gradients_equal_a_float64_im2col(case, parts, imgs, rng):
+    x, w, gy, out = setup(case, rng)
+    ref = reference(x, w, gy, *case[4:])
+    got = run(case, x, w, gy, out, parts, imgs, extra=3)
+    for a, b in zip(got, ref, strict=True):
+        assert a.shape == b.reshape(a.shape).shape
+        np.testing.assert_allclose(a, b.reshape(a.shape), rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+@pytest.mark.parametrize('want', [('w',), ('b',), ('x',), ('w', 'x')])
+def test_each_gradient_alone(want, rng):
+    case = CASES[0]
+    x, w, gy, out = setup(case, rng)
+    ref = reference(x, w, gy, *case[4:])
+    _, gw, gb, gx = run(case, x, w, gy, out, 2, 1, want=want)
+    for name, got, expected in (('w', gw, ref[1]), ('b', gb, ref[2]), ('x', gx, ref[3])):
+        if name in want:
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_float64_agrees_to_rounding(rng):
+    case = CASES[1]
+    x, w, gy, out = setup(case, rng, np.float64)
+    ref = reference(x, w, gy, *case[4:])
+    for a, b in zip(run(case, x, w, gy, out, 3, 1), ref, strict=True):
+        np.testing.assert_allclose(a, b.reshape(a.shape), rtol=1e-12, atol=1e-12)
+
+
+def test_deterministic_for_a_part_count(rng):
+    case = CASES[0]
+    x, w, gy, out = setup(case, rng)
+    first = run(case, x, w, gy, out, 2, 1)
+    second = run(case, x, w, gy, out, 2, 1)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_reaches_the_output_and_the_gradients(rng):
+    case = CASES[0]
+    x, w, gy, out = setup(case, rng)
+    x[1, 2, 3, 0] = np.nan
+    y, gw, _, gx = run(case, x, w, gy, out, 2, 1)
+    assert np.isnan(y.reshape(3, 7, 7, 5)[1, 1:4, 2:5]).all()  # the 3x3 windows that read it
+    assert np.isfinite(y.reshape(3, 7, 7, 5)[0]).all()
+    assert np.isnan(gw).any() and np.isfinite(gx).all()  # gx does not read x
+
+
+def test_one_thread_restores_openblas_threads():
+    get = blas._THREADS[0]
+    before = get()
+    with blas.one_thread():
+        assert get() == 1
+    assert get() == before
+
+
+def test_images_per_block():
+    assert conv_blocks.images_per_block(3600, 147, 4, 64) == 1  # conv1 at 122 px: 2 MB an image
+    assert conv_blocks.images_per_block(81, 576, 4, 64) == 5
+    assert conv_blocks.images_per_block(1, 1, 4, 3) == 3  # never more than the images
