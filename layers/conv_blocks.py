@@ -138,8 +138,10 @@ def _col2im(col, gx, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w):
 
 
 @_jit
-def forward(x, wm, y, cols, imgs, kh, kw, sy, sx, py, px, out_h, out_w, direct):
-    """y[(n, oy, ox), :] += im2col(x) @ wm.T; y a 2-D (maybe column-sliced) array.
+def forward(x, wm, b, z, y, start, cols, imgs, kh, kw, sy, sx, py, px, out_h, out_w, direct):
+    """y[(n, oy, ox), start:start + o] = im2col(x) @ wm.T + b (+ the same columns of z, when
+    z has rows: a bypass); y and z C-contiguous 2-D. Each block's rows get b (+ z) first,
+    while in cache, and its GEMM accumulates onto them.
 
     ``direct``: a 1x1 stride-1 convolution, whose columns are x's rows themselves.
     ``cols``: one (rows, k) buffer per thread, rows >= imgs * out_h * out_w.
@@ -149,25 +151,34 @@ def forward(x, wm, y, cols, imgs, kh, kw, sy, sx, py, px, out_h, out_w, direct):
     size = x.itemsize
     per = out_h * out_w
     parts = cols.shape[0]
-    ldy = y.strides[0] // size
+    ldy = y.shape[1]
+    onto = z.shape[0] > 0
     for t in prange(parts):
         col = cols[t]
         for n0 in range(t * n_img // parts, (t + 1) * n_img // parts, imgs):
             n1 = min(n0 + imgs, (t + 1) * n_img // parts)
             rows = (n1 - n0) * per
+            for r in range(n0 * per, n0 * per + rows):
+                if onto:
+                    for j in range(o):
+                        y[r, start + j] = z[r, start + j] + b[j]
+                else:
+                    for j in range(o):
+                        y[r, start + j] = b[j]
             if direct:
                 a, lda = x.ctypes.data + n0 * per * c * size, c
             else:
                 _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w)
                 a, lda = col.ctypes.data, k
-            yp = y.ctypes.data + n0 * per * ldy * size
+            yp = y.ctypes.data + (n0 * per * ldy + start) * size
             _gemm(_NO_TRANS, _TRANS, rows, o, k, a, lda, wm.ctypes.data, k, 1.0, yp, ldy, size)
 
 
 @_jit
-def backward(x, wm, g, gw, gb, gx, cols, imgs, kh, kw, sy, sx, py, px, out_h, out_w, direct):
-    """Per thread t: gw[t] += g.T @ im2col(x), gb[t] += column sums of g (float64), and,
-    when gx has images, gx = col2im(g @ wm) (direct: gx rows = g @ wm).
+def backward(x, wm, g, start, gw, gb, gx, cols, imgs, kh, kw, sy, sx, py, px, out_h, out_w, direct):
+    """With g the columns start:start + o of a C-contiguous 2-D output gradient, per part
+    t: gw[t] += g.T @ im2col(x), gb[t] += column sums of g (float64), and, when gx has
+    images, gx = col2im(g @ wm) (direct: gx rows = g @ wm).
 
     gw (threads, o, k) and gb (threads, o) start at 0 and are summed over t by the caller;
     an empty gw or gb (0 threads) skips that gradient.
@@ -177,7 +188,7 @@ def backward(x, wm, g, gw, gb, gx, cols, imgs, kh, kw, sy, sx, py, px, out_h, ou
     size = x.itemsize
     per = out_h * out_w
     parts = cols.shape[0]
-    ldg = g.strides[0] // size
+    ldg = g.shape[1]
     want_w, want_b, want_x = gw.shape[0] > 0, gb.shape[0] > 0, gx.shape[0] > 0
     for t in prange(parts):
         col = cols[t]
@@ -185,11 +196,11 @@ def backward(x, wm, g, gw, gb, gx, cols, imgs, kh, kw, sy, sx, py, px, out_h, ou
             n1 = min(n0 + imgs, (t + 1) * n_img // parts)
             rows = (n1 - n0) * per
             r0 = n0 * per
-            gp = g.ctypes.data + r0 * ldg * size
+            gp = g.ctypes.data + (r0 * ldg + start) * size
             if want_b:
                 for r in range(r0, r0 + rows):
                     for j in range(o):
-                        gb[t, j] += g[r, j]
+                        gb[t, j] += g[r, start + j]
             if want_w:
                 if direct:
                     a, lda = x.ctypes.data + r0 * c * size, c

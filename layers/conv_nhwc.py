@@ -105,28 +105,33 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         dtype = parts[0][0].dtype
         y = workspace.array((n, out_h, out_w, channels), dtype)
         y2 = y.reshape(-1, channels)
-        blocked = conv_blocks.available(dtype)
-        accumulate = blocked or self.bypass or any(b is not None for _, _, b in parts)
+        bypass = None
+        if self.bypass:
+            bypass = inputs[n_args]
+            if bypass.shape != y.shape:
+                raise ValueError(f'bypass of shape {bypass.shape} onto {y.shape}')
+            bypass = np.ascontiguousarray(bypass).reshape(-1, channels)
+        biases = [np.zeros(w.shape[0], dtype) if b is None else b for _, w, b in parts]
+        if conv_blocks.available(dtype):
+            start = 0
+            for (x, w, _), branch, bias in zip(parts, self.branches, biases, strict=True):
+                stop = start + w.shape[0]
+                onto = np.empty((0, 0), dtype) if bypass is None else bypass
+                self._forward_blocks(x, w, branch, y2, start, bias, onto)
+                start = stop
+            return (y,)
+        accumulate = self.bypass or any(b is not None for _, _, b in parts)
         if accumulate:
-            bias = np.concatenate(
-                [np.zeros(w.shape[0], dtype) if b is None else b for _, w, b in parts]
-            )
-            if self.bypass:
-                bypass = inputs[n_args]
-                if bypass.shape != y.shape:
-                    raise ValueError(f'bypass of shape {bypass.shape} onto {y.shape}')
-                bypass = np.ascontiguousarray(bypass).reshape(-1, channels)
+            bias = np.concatenate(biases)
+            if bypass is not None:
                 kernels.fill_rows_add(y2, bias, bypass)
             else:
                 kernels.fill_rows(y2, bias)
         start = 0
         for (x, w, _), branch in zip(parts, self.branches, strict=True):
             stop = start + w.shape[0]
-            if blocked:
-                self._forward_blocks(x, w, branch, y2[:, start:stop])
-            else:
-                cols = self._columns(x, w, branch)
-                blas.gemm(cols, _weight_matrix(w).T, y2[:, start:stop], accumulate=accumulate)
+            cols = self._columns(x, w, branch)
+            blas.gemm(cols, _weight_matrix(w).T, y2[:, start:stop], accumulate=accumulate)
             start = stop
         return (y,)
 
@@ -149,11 +154,12 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         s, p = branch.stride, branch.pad
         return x, wm, cols, imgs, (kh, kw, s, s, p, p, out_h, out_w), direct
 
-    def _forward_blocks(self, x, w, branch: Branch, out: np.ndarray) -> None:
-        """out += conv(x) (out: the branch's column slice, 2-D), image blocks per thread."""
+    def _forward_blocks(self, x, w, branch: Branch, out, start, bias, onto) -> None:
+        """The branch's columns of ``out`` (2-D, from ``start``) = conv(x) + bias (+ the
+        same columns of ``onto``, when it has rows), image blocks per thread."""
         x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch)
         with blas.one_thread():
-            conv_blocks.forward(x, wm, out, cols, imgs, *geometry, direct)
+            conv_blocks.forward(x, wm, bias, onto, out, start, cols, imgs, *geometry, direct)
 
     def _columns(self, x: np.ndarray, w: np.ndarray, branch: Branch) -> np.ndarray:
         """The GEMM's left operand: x itself for a 1x1 stride-1 conv, else im2col (scratch)."""
@@ -179,7 +185,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 plain = plain_grads(self.plain, inputs, indexes, grad_outputs)
                 grads.update(zip(indexes, plain, strict=True))
             return _ordered(grads, wanted)
-        gy2 = gy.array.reshape(-1, gy.shape[3])
+        gy2 = np.ascontiguousarray(gy.array).reshape(-1, gy.shape[3])
         start = 0
         parts = self._split(tuple(v.array for v in inputs))
         for (x, w, _), branch, (ix, iw, ib) in zip(
@@ -187,11 +193,13 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         ):
             stop = start + w.shape[0]
             g = gy2[:, start:stop]
-            start = stop
             if conv_blocks.available(g.dtype):
                 wanted_here = {i: i in indexes for i in (ix, iw, ib) if i is not None}
-                grads.update(self._backward_blocks(x, w, g, branch, (ix, iw, ib), wanted_here))
+                index = (ix, iw, ib)
+                grads.update(self._backward_blocks(x, w, gy2, start, branch, index, wanted_here))
+                start = stop
                 continue
+            start = stop
             if ib is not None and ib in indexes:
                 grads[ib] = _ones(g.shape[0], g.dtype) @ g  # a GEMV: the column sums
             wm = _weight_matrix(w)
@@ -202,10 +210,11 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 grads[ix] = self._grad_x(g, x, w, wm, branch)
         return _ordered(grads, wanted)
 
-    def _backward_blocks(self, x, w, g, branch: Branch, index: tuple, wanted: dict) -> dict:
-        """The gradients of one branch that ``wanted`` asks for, image blocks per thread."""
+    def _backward_blocks(self, x, w, gy2, start, branch, index: tuple, wanted: dict) -> dict:
+        """The gradients of one branch that ``wanted`` asks for, image blocks per thread;
+        the branch's output gradient is ``gy2``'s columns from ``start``."""
         ix, iw, ib = index
-        dtype = g.dtype
+        dtype = gy2.dtype
         x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch)
         o, k = wm.shape
         parts = cols.shape[0]
@@ -213,7 +222,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         gb = np.zeros((parts if ib is not None and wanted[ib] else 0, o), np.float64)
         gx = workspace.array(x.shape, dtype) if wanted[ix] else np.empty((0, 1, 1, 1), dtype)
         with blas.one_thread():
-            conv_blocks.backward(x, wm, g, gw, gb, gx, cols, imgs, *geometry, direct)
+            conv_blocks.backward(x, wm, gy2, start, gw, gb, gx, cols, imgs, *geometry, direct)
         grads = {}
         if wanted[iw]:
             grads[iw] = _weight_from_matrix(gw.sum(axis=0), w.shape)

@@ -54,18 +54,18 @@ def run(case, x, w, gy, out, parts, imgs, want=('w', 'b', 'x'), extra=0):
     cols = np.full((parts, 1, 1) if direct else (parts, imgs * out * out, k * k * c), np.nan, dtype)
     wide = np.full((n * out * out, o + extra), 7.0, dtype)
     y = wide[:, extra:]
-    y[...] = 0
+    y[...] = np.nan  # every element written
     geometry = (k, k, s, s, p, p, out, out)
+    bias, onto = np.zeros(o, dtype), np.empty((0, 0), dtype)
     with blas.one_thread():
-        conv_blocks.forward(x, w, y, cols, imgs, *geometry, direct)
+        conv_blocks.forward(x, w, bias, onto, wide, extra, cols, imgs, *geometry, direct)
     gwide = np.full((n * out * out, o + extra), np.inf, dtype)
-    g = gwide[:, extra:]
-    g[...] = gy.reshape(-1, o)
+    gwide[:, extra:] = gy.reshape(-1, o)
     gw = np.zeros((parts if 'w' in want else 0, o, w.shape[1]), dtype)
     gb = np.zeros((parts if 'b' in want else 0, o))
     gx = np.full(x.shape, np.nan, dtype) if 'x' in want else np.empty((0, 1, 1, 1), dtype)
     with blas.one_thread():
-        conv_blocks.backward(x, w, g, gw, gb, gx, cols, imgs, *geometry, direct)
+        conv_blocks.backward(x, w, gwide, extra, gw, gb, gx, cols, imgs, *geometry, direct)
     if extra:
         assert (wide[:, :extra] == 7.0).all()  # the columns beside the output slice untouched
     return y, gw.sum(axis=0), gb.sum(axis=0), gx
@@ -91,6 +91,22 @@ def test_each_gradient_alone(want, rng):
     for name, got, expected in (('w', gw, ref[1]), ('b', gb, ref[2]), ('x', gx, ref[3])):
         if name in want:
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bias_and_bypass_are_the_starting_value(rng):
+    case = CASES[1]
+    n, _, _, o, k, s, p = case
+    x, w, _, out = setup(case, rng)
+    bias = rng.normal(size=o).astype(np.float32)
+    onto = rng.normal(size=(n * out * out, o + 2)).astype(np.float32)
+    y = np.full((n * out * out, o + 2), np.nan, np.float32)
+    cols = np.empty((2, out * out, k * k * x.shape[3]), np.float32)
+    geometry = (k, k, s, s, p, p, out, out)
+    with blas.one_thread():
+        conv_blocks.forward(x, w, bias, onto, y, 2, cols, 1, *geometry, False)
+    expected = reference(x, w, np.zeros((n, out, out, o), np.float32), k, s, p)[0]
+    np.testing.assert_allclose(y[:, 2:], expected + bias + onto[:, 2:], rtol=1e-4, atol=1e-4)
+    assert np.isnan(y[:, :2]).all()
 
 
 def test_float64_agrees_to_rounding(rng):
