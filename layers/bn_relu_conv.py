@@ -53,7 +53,10 @@ class BNReLUConv(chainer.Chain):
         return self.conv(F.relu(self.bn(x)))
 
     def forward_nhwc(self, x: chainer.Variable) -> chainer.Variable:
-        """The same on NHWC NumPy activations: fused BN + ReLU, then a GEMM convolution."""
+        """The same on NHWC NumPy activations: fused BN + ReLU, then a GEMM convolution
+        (for inference, the BN + ReLU inside the convolution)."""
+        if nhwc.inferring():
+            return nhwc.bn_relu_convolutions([self], x)
         return nhwc.convolution(self.conv, nhwc.bn_relu(self.bn, x))
 
 

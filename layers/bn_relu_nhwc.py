@@ -66,8 +66,7 @@ class BNReLUNHWC(function_node.FunctionNode):
             mean = np.stack([np.asarray(m, np.float64) for m, _ in self.fixed])
             var = np.stack([np.asarray(v, np.float64) for _, v in self.fixed])
         inv_std = 1.0 / np.sqrt(var + self._eps(count))
-        scale = gammas * inv_std
-        shift = betas - mean * scale
+        scale, shift = _affine(gammas, betas, mean, inv_std)
         self.scale, self.shift = scale.astype(x.dtype), shift.astype(x.dtype)
         ys = workspace.array((count, *x.shape), x.dtype)
         kernels.scale_shift_relu(x2, self.scale, self.shift, ys.reshape(count, -1, c))
@@ -145,6 +144,21 @@ class BNReLUNHWC(function_node.FunctionNode):
         if self.passthrough:
             outputs.append(F.identity(x))
         return tuple(outputs)
+
+
+def _affine(gammas, betas, mean, inv_std) -> tuple:
+    """(scale, shift) with bn(x) = x * scale + shift, in float64."""
+    scale = gammas * inv_std
+    return scale, betas - mean * scale
+
+
+def test_affine(bn: chainer.links.BatchNormalization, dtype) -> tuple:
+    """(scale, shift) of ``bn`` in test mode (its running statistics), in ``dtype``: the
+    numbers ``BNReLUNHWC`` normalizes with, for a convolution that applies them itself."""
+    inv_std = 1.0 / np.sqrt(np.asarray(bn.avg_var, np.float64) + np.float64(bn.eps))
+    mean = np.asarray(bn.avg_mean, np.float64)
+    scale, shift = _affine(bn.gamma.array, bn.beta.array, mean, inv_std)
+    return scale.astype(dtype), shift.astype(dtype)
 
 
 def bn_relus_nhwc(bns, x: chainer.Variable, passthrough: bool = False) -> tuple:

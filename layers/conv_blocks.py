@@ -93,9 +93,18 @@ def _gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, itemsize):
 
 
 @_inline
-def _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w):
-    """col[(n - n0, oy, ox), (i, j, c)] = x[n, oy*sy - py + i, ox*sx - px + j, c], 0 outside."""
+def _relu_affine(v, scale, shift):
+    """max(v * scale + shift, 0), NaN kept (the fused batch normalization's arithmetic)."""
+    z = v * scale + shift
+    return z if (z > 0 or z != z) else 0.0
+
+
+@_inline
+def _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w, scale, shift):
+    """col[(n - n0, oy, ox), (i, j, c)] = x[n, oy*sy - py + i, ox*sx - px + j, c], 0 outside;
+    with ``scale`` (non-empty), relu(x * scale + shift) instead of x (0 outside still)."""
     _, h, w, c = x.shape
+    affine = scale.shape[0] > 0
     for n in range(n0, n1):
         for oy in range(out_h):
             for ox in range(out_w):
@@ -106,8 +115,14 @@ def _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w):
                         base = (i * kw + j) * c
                         xx = ox * sx - px + j
                         if 0 <= y < h and 0 <= xx < w:
-                            for k in range(c):
-                                col[m, base + k] = x[n, y, xx, k]
+                            if affine:
+                                for k in range(c):
+                                    col[m, base + k] = _relu_affine(
+                                        x[n, y, xx, k], scale[k], shift[k]
+                                    )
+                            else:
+                                for k in range(c):
+                                    col[m, base + k] = x[n, y, xx, k]
                         else:
                             for k in range(c):
                                 col[m, base + k] = 0.0
@@ -138,12 +153,18 @@ def _col2im(col, gx, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w):
 
 
 @_jit
-def forward(x, wm, b, z, y, start, cols, imgs, kh, kw, sy, sx, py, px, out_h, out_w, direct):
+def forward(
+    x, scale, shift, wm, b, z, y, start, cols, imgs, kh, kw, sy, sx, py, px, out_h, out_w, direct
+):
     """y[(n, oy, ox), start:start + o] = im2col(x) @ wm.T + b (+ the same columns of z, when
     z has rows: a bypass); y and z C-contiguous 2-D. Each block's rows get b (+ z) first,
     while in cache, and its GEMM accumulates onto them.
 
-    ``direct``: a 1x1 stride-1 convolution, whose columns are x's rows themselves.
+    With ``scale`` non-empty the convolution's input is relu(x * scale + shift) per channel
+    (a batch normalization in test mode and its ReLU), applied as the block's columns are
+    written: the normalized activations never go to memory.
+    ``direct``: a 1x1 stride-1 convolution, whose columns are x's rows themselves (copied,
+    normalized, into the block's buffer when there is a ``scale``).
     ``cols``: one (rows, k) buffer per thread, rows >= imgs * out_h * out_w.
     """
     n_img, _, _, c = x.shape
@@ -165,10 +186,16 @@ def forward(x, wm, b, z, y, start, cols, imgs, kh, kw, sy, sx, py, px, out_h, ou
                 else:
                     for j in range(o):
                         y[r, start + j] = b[j]
-            if direct:
+            if direct and scale.shape[0] > 0:
+                x2 = x.reshape(n_img * per, c)
+                for r in range(rows):
+                    for j in range(c):
+                        col[r, j] = _relu_affine(x2[n0 * per + r, j], scale[j], shift[j])
+                a, lda = col.ctypes.data, k
+            elif direct:
                 a, lda = x.ctypes.data + n0 * per * c * size, c
             else:
-                _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w)
+                _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w, scale, shift)
                 a, lda = col.ctypes.data, k
             yp = y.ctypes.data + (n0 * per * ldy + start) * size
             _gemm(_NO_TRANS, _TRANS, rows, o, k, a, lda, wm.ctypes.data, k, 1.0, yp, ldy, size)
@@ -205,7 +232,8 @@ def backward(x, wm, g, start, gw, gb, gx, cols, imgs, kh, kw, sy, sx, py, px, ou
                 if direct:
                     a, lda = x.ctypes.data + r0 * c * size, c
                 else:
-                    _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w)
+                    none = x[0, 0, 0, :0]
+                    _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w, none, none)
                     a, lda = col.ctypes.data, k
                 wp = gw.ctypes.data + t * o * k * size
                 _gemm(_TRANS, _NO_TRANS, o, k, rows, gp, ldg, a, lda, 1.0, wp, k, size)

@@ -45,11 +45,17 @@ class ConvolutionsNHWC(function_node.FunctionNode):
     The output is filled with the biases (plus the bypass) first and every GEMM adds its
     product onto it (``blas.gemm(..., accumulate=True)``), so neither the bias nor the
     bypass costs a pass over the output of its own.
+
+    ``normalize``: per branch, None or a (scale, shift) pair of constants: that branch
+    convolves relu(x * scale + shift) (a batch normalization in test mode and its ReLU),
+    applied inside the blocked kernels as the columns are written (``conv_blocks``), so the
+    normalized input never goes to memory. Its gradients come from Chainer's functions.
     """
 
-    def __init__(self, branches: tuple, bypass: bool = False) -> None:
+    def __init__(self, branches: tuple, bypass: bool = False, normalize=None) -> None:
         self.branches = tuple(branches)
         self.bypass = bypass
+        self.normalize = tuple(normalize) if normalize else (None,) * len(self.branches)
 
     def _split(self, inputs: tuple) -> list:
         """(x, W, b or None) per branch, from the flat input tuple."""
@@ -114,12 +120,18 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         biases = [np.zeros(w.shape[0], dtype) if b is None else b for _, w, b in parts]
         if conv_blocks.available(dtype):
             start = 0
-            for (x, w, _), branch, bias in zip(parts, self.branches, biases, strict=True):
+            for (x, w, _), branch, bias, norm in zip(
+                parts, self.branches, biases, self.normalize, strict=True
+            ):
                 stop = start + w.shape[0]
                 onto = np.empty((0, 0), dtype) if bypass is None else bypass
-                self._forward_blocks(x, w, branch, y2, start, bias, onto)
+                self._forward_blocks(x, w, branch, y2, start, bias, onto, norm)
                 start = stop
             return (y,)
+        parts = [
+            (x if norm is None else _normalized(x, *norm), w, b)
+            for (x, w, b), norm in zip(parts, self.normalize, strict=True)
+        ]
         accumulate = self.bypass or any(b is not None for _, _, b in parts)
         if accumulate:
             bias = np.concatenate(biases)
@@ -135,9 +147,10 @@ class ConvolutionsNHWC(function_node.FunctionNode):
             start = stop
         return (y,)
 
-    def _block_args(self, x: np.ndarray, w: np.ndarray, branch: Branch) -> tuple:
+    def _block_args(self, x, w, branch: Branch, staged: bool = False) -> tuple:
         """(contiguous x, weight matrix, column buffers, images a block, geometry, direct)
-        for the ``conv_blocks`` kernels."""
+        for the ``conv_blocks`` kernels; ``staged``: a 1x1 convolution's rows are copied
+        into the buffers too (normalized)."""
         x = np.ascontiguousarray(x)
         n, out_h, out_w = self._geometry(x, w, branch)
         _, _, kh, kw = w.shape
@@ -147,19 +160,23 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         imgs = conv_blocks.images_per_block(out_h * out_w, k, x.itemsize, n)
         shape = (
             (conv_blocks.threads(), 1, 1)
-            if direct
+            if direct and not staged
             else (conv_blocks.threads(), imgs * out_h * out_w, k)
         )
         cols = workspace.scratch('col', shape, x.dtype)
         s, p = branch.stride, branch.pad
         return x, wm, cols, imgs, (kh, kw, s, s, p, p, out_h, out_w), direct
 
-    def _forward_blocks(self, x, w, branch: Branch, out, start, bias, onto) -> None:
+    def _forward_blocks(self, x, w, branch: Branch, out, start, bias, onto, norm) -> None:
         """The branch's columns of ``out`` (2-D, from ``start``) = conv(x) + bias (+ the
-        same columns of ``onto``, when it has rows), image blocks per thread."""
-        x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch)
+        same columns of ``onto``, when it has rows), image blocks per thread; with ``norm``
+        (scale, shift), conv(relu(x * scale + shift))."""
+        x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch, norm is not None)
+        scale, shift = (x[0, 0, 0, :0],) * 2 if norm is None else norm
         with blas.one_thread():
-            conv_blocks.forward(x, wm, bias, onto, out, start, cols, imgs, *geometry, direct)
+            conv_blocks.forward(
+                x, scale, shift, wm, bias, onto, out, start, cols, imgs, *geometry, direct
+            )
 
     def _columns(self, x: np.ndarray, w: np.ndarray, branch: Branch) -> np.ndarray:
         """The GEMM's left operand: x itself for a 1x1 stride-1 conv, else im2col (scratch)."""
@@ -180,7 +197,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         if self.bypass and self._bypass_index() in indexes:
             grads[self._bypass_index()] = gy  # the bypass's gradient is gy itself
             indexes = tuple(i for i in indexes if i != self._bypass_index())
-        if wants_graph():
+        if wants_graph() or any(norm is not None for norm in self.normalize):
             if indexes:
                 plain = plain_grads(self.plain, inputs, indexes, grad_outputs)
                 grads.update(zip(indexes, plain, strict=True))
@@ -256,7 +273,10 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         """
         ys = []
         parts = self._split(tuple(inputs))
-        for (x, w, b), branch in zip(parts, self.branches, strict=True):
+        for (x, w, b), branch, norm in zip(parts, self.branches, self.normalize, strict=True):
+            if norm is not None:
+                scale, shift = (F.broadcast_to(a, x.shape) for a in norm)
+                x = F.relu(x * scale + shift)
             n, _, _, c = x.shape
             o, _, kh, kw = w.shape
             col = F.im2col(F.transpose(x, (0, 3, 1, 2)), (kh, kw), branch.stride, branch.pad)
@@ -267,6 +287,15 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 y = F.bias(y, b)
             ys.append(F.reshape(y, (n, out_h, out_w, o)))
         return (F.concat(ys, axis=3) if len(ys) > 1 else ys[0],)
+
+
+def _normalized(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """relu(x * scale + shift) over the last axis of an NHWC x (a new array)."""
+    c = x.shape[-1]
+    out = np.empty(x.shape, x.dtype)
+    x2 = np.ascontiguousarray(x).reshape(-1, c)
+    kernels.scale_shift_relu(x2, scale[None], shift[None], out.reshape(1, -1, c))
+    return out
 
 
 def _ordered(grads: dict, wanted: tuple) -> tuple:
@@ -303,9 +332,8 @@ def _weight_from_matrix(gw: np.ndarray, shape: tuple) -> np.ndarray:
     return np.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
 
 
-def convolutions_nhwc(branches, args, bypass=None) -> chainer.Variable:
+def convolutions_nhwc(branches, args, bypass=None, normalize=None) -> chainer.Variable:
     """Apply ``ConvolutionsNHWC(branches)`` to the flat ``args`` (x, W[, b] per branch),
-    plus ``bypass`` (added to the output) when given."""
-    if bypass is None:
-        return ConvolutionsNHWC(tuple(branches)).apply(tuple(args))[0]
-    return ConvolutionsNHWC(tuple(branches), bypass=True).apply((*args, bypass))[0]
+    plus ``bypass`` (added to the output) when given; ``normalize`` as the node takes it."""
+    node = ConvolutionsNHWC(tuple(branches), bypass=bypass is not None, normalize=normalize)
+    return node.apply(tuple(args) if bypass is None else (*args, bypass))[0]

@@ -18,7 +18,7 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 
-from layers.bn_relu_nhwc import bn_relu_nhwc, bn_relus_nhwc
+from layers.bn_relu_nhwc import bn_relu_nhwc, bn_relus_nhwc, test_affine
 from layers.conv_nhwc import Branch, convolutions_nhwc
 from layers.pool_nhwc import max_pooling_nhwc
 
@@ -81,6 +81,30 @@ def concat_convolutions(
         branches.append(branch)
         args += [x, conv.W] + ([conv.b] if branch.bias else [])
     return convolutions_nhwc(branches, args, bypass)
+
+
+def inferring() -> bool:
+    """Test mode with no graph being built (evaluation, prediction, serving): where the
+    batch normalizations before convolutions can run inside them
+    (``bn_relu_convolutions``)."""
+    return not chainer.config.train and not chainer.config.enable_backprop
+
+
+def bn_relu_convolutions(units: Sequence, x, bypass=None) -> chainer.Variable:
+    """``concat([u.conv(relu(u.bn(x))) for u in units], channels)`` (+ ``bypass``) in test
+    mode, each BN (running statistics) and its ReLU applied as the convolution writes its
+    im2col blocks: no normalized copy of x goes to memory. ``units`` have ``bn`` and
+    ``conv`` links (``BNReLUConv``). Differentiable in x, W and b only: for inference
+    (``inferring``); training uses ``bn_relus`` and ``concat_convolutions``.
+    """
+    branches, args, normalize = [], [], []
+    dtype = x.dtype
+    for unit in units:
+        branch = _branch(unit.conv)
+        branches.append(branch)
+        args += [x, unit.conv.W] + ([unit.conv.b] if branch.bias else [])
+        normalize.append(test_affine(unit.bn, dtype))
+    return convolutions_nhwc(branches, args, bypass, normalize)
 
 
 def max_pooling(x, ksize: int, stride: int, pad: int) -> chainer.Variable:

@@ -45,8 +45,13 @@ class Fire(chainer.Chain):
         ``bypass`` adds the input to the output (SqueezeNet's simple bypass) inside the
         expands' GEMMs, without a pass of its own. The two expands' batch normalizations of
         the squeeze output run as one node (statistics and gradient passes shared), and the
-        bypass's gradient joins the squeeze's batch-norm gradient in its pass.
+        bypass's gradient joins the squeeze's batch-norm gradient in its pass. For inference
+        (``nhwc.inferring``) each batch normalization runs inside its convolution.
         """
+        if nhwc.inferring():
+            h = nhwc.bn_relu_convolutions([self.squeeze], x)
+            expands = [self.expand1, self.expand3]
+            return nhwc.bn_relu_convolutions(expands, h, bypass=x if bypass else None)
         if bypass:
             h, x = nhwc.bn_relus((self.squeeze.bn,), x, passthrough=True)
         else:

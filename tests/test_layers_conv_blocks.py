@@ -23,6 +23,9 @@ CASES = [
 ]
 
 
+NONE = (np.empty(0, np.float32),) * 2  # no normalization of the input
+
+
 def reference(x, w, gy, k, s, p):
     """Forward, weight, bias and input gradients in float64 through a whole-batch im2col."""
     x, w, gy = (a.astype(np.float64) for a in (x, w, gy))
@@ -58,7 +61,7 @@ def run(case, x, w, gy, out, parts, imgs, want=('w', 'b', 'x'), extra=0):
     geometry = (k, k, s, s, p, p, out, out)
     bias, onto = np.zeros(o, dtype), np.empty((0, 0), dtype)
     with blas.one_thread():
-        conv_blocks.forward(x, w, bias, onto, wide, extra, cols, imgs, *geometry, direct)
+        conv_blocks.forward(x, *NONE, w, bias, onto, wide, extra, cols, imgs, *geometry, direct)
     gwide = np.full((n * out * out, o + extra), np.inf, dtype)
     gwide[:, extra:] = gy.reshape(-1, o)
     gw = np.zeros((parts if 'w' in want else 0, o, w.shape[1]), dtype)
@@ -103,10 +106,32 @@ def test_bias_and_bypass_are_the_starting_value(rng):
     cols = np.empty((2, out * out, k * k * x.shape[3]), np.float32)
     geometry = (k, k, s, s, p, p, out, out)
     with blas.one_thread():
-        conv_blocks.forward(x, w, bias, onto, y, 2, cols, 1, *geometry, False)
+        conv_blocks.forward(x, *NONE, w, bias, onto, y, 2, cols, 1, *geometry, False)
     expected = reference(x, w, np.zeros((n, out, out, o), np.float32), k, s, p)[0]
     np.testing.assert_allclose(y[:, 2:], expected + bias + onto[:, 2:], rtol=1e-4, atol=1e-4)
     assert np.isnan(y[:, :2]).all()
+
+
+@pytest.mark.parametrize('case', [CASES[0], CASES[3]])
+def test_test_mode_normalization_inside_the_blocks(case, rng):
+    """With (scale, shift) the kernel convolves relu(x * scale + shift); padding stays 0."""
+    n, _, c, o, k, s, p = case
+    x, w, _, out = setup(case, rng)
+    x[0, 0, 0, 0] = np.nan
+    scale = rng.normal(size=c).astype(np.float32)
+    shift = rng.normal(size=c).astype(np.float32)
+    h = np.maximum(x * scale + shift, 0)  # NaN stays NaN, as np.maximum keeps it
+    expected = reference(h, w, np.zeros((n, out, out, o), np.float32), k, s, p)[0]
+    y = np.full((n * out * out, o), np.nan, np.float32)
+    cols = np.full((2, out * out, k * k * c), np.nan, np.float32)
+    zero, onto = np.zeros(o, np.float32), np.empty((0, 0), np.float32)
+    with blas.one_thread():
+        conv_blocks.forward(
+            x, scale, shift, w, zero, onto, y, 0, cols, 1, k, k, s, s, p, p, out, out, k == 1
+        )
+    finite = np.isfinite(expected)
+    assert (np.isnan(y) == ~finite).all()
+    np.testing.assert_allclose(y[finite], expected[finite], rtol=1e-4, atol=1e-4)
 
 
 def test_float64_agrees_to_rounding(rng):

@@ -160,7 +160,8 @@ def cast(model, dtype):
 
 
 def step(model, x, t, fast):
-    """Train-mode logits, every gradient (parameters and input), BN statistics, test logits."""
+    """Train-mode logits, every gradient (parameters and input), BN statistics, test logits
+    with backprop on, and test logits for inference (no graph: BN inside the convolutions)."""
     model = model.copy(mode='copy')
     model.fast = fast
     model.cleargrads()
@@ -178,7 +179,9 @@ def step(model, x, t, fast):
     }
     with chainer.using_config('train', False):
         test_y = model(x).array
-    return y.array, grads, stats, test_y
+        with chainer.no_backprop_mode():
+            infer_y = model(x).array
+    return y.array, grads, stats, test_y, infer_y
 
 
 def norm_error(a, ref):
@@ -206,7 +209,7 @@ def test_fast_path_equals_plain_in_float64(batch):
     model, x, t = batch
     model, x = cast(model, np.float64), x.astype(np.float64)
     plain, fast = step(model, x, t, fast=False), step(model, x, t, fast=True)
-    for index in (0, 3):  # train-mode and test-mode logits
+    for index in (0, 3, 4):  # train-mode, test-mode and inference logits
         np.testing.assert_allclose(fast[index], plain[index], rtol=1e-10, atol=1e-12)
     overall = max(np.abs(g).max() for g in plain[1].values())
     assert set(fast[1]) == set(plain[1])
@@ -221,7 +224,7 @@ def test_fast_path_in_float32_is_as_close_to_float64_as_plain(batch):
     model, x, t = batch
     ref = step(cast(model, np.float64), x.astype(np.float64), t, fast=False)
     plain, fast = step(model, x, t, fast=False), step(model, x, t, fast=True)
-    for index in (0, 3):
+    for index in (0, 3, 4):
         assert norm_error(fast[index], ref[index]) < max(
             1e-5, 4 * norm_error(plain[index], ref[index])
         )
@@ -242,6 +245,37 @@ def test_fast_path_is_the_default_and_deterministic(batch):
     np.testing.assert_array_equal(a[0], b[0])
     for name in a[1]:
         np.testing.assert_array_equal(a[1][name], b[1][name], err_msg=name)
+
+
+@pytest.mark.parametrize('blocked', [True, False])
+def test_inference_normalizes_inside_the_convolutions(batch, blocked, monkeypatch):
+    """Test mode without a graph: each BN + ReLU runs in its convolution's blocks (or, with
+    no blocked kernels, as a pass of its own); the logits are the plain path's, NaN kept."""
+    from layers import conv_blocks
+
+    normalized = []
+    if blocked:
+        forward = conv_blocks.forward
+
+        def spy(x, scale, *args):
+            normalized.append(scale.shape[0] > 0)
+            return forward(x, scale, *args)
+
+        monkeypatch.setattr(conv_blocks, 'forward', spy)
+    else:
+        monkeypatch.setattr(conv_blocks, '_REGISTERED', False)
+    model, x, _ = batch
+    model, x = cast(model, np.float64), x.astype(np.float64)
+    plain = model.copy(mode='copy')
+    plain.fast = False
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        expected = plain(x).array
+        np.testing.assert_allclose(model(x).array, expected, rtol=1e-10, atol=1e-12)
+        x[1, 0, 5, 5] = np.nan
+        y = model(x).array
+    assert np.isnan(y[1]).all() and np.isfinite(np.delete(y, 1, axis=0)).all()
+    if blocked:  # conv1 alone has no BN before it
+        assert normalized.count(False) == 2 and normalized.count(True) == 2 * 25
 
 
 def train_steps(model, fast, x, t, steps=3):
