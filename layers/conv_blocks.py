@@ -28,8 +28,10 @@ from numba import prange, types  # noqa: E402
 
 from layers import blas  # noqa: E402
 
-BLOCK_BYTES = 1 << 20
-"""Target size of one block's im2col columns (at least one image per block)."""
+BLOCK_BYTES = 256 << 10
+"""Target size of one block's im2col columns (at least one image per block). Measured on
+SqueezeNet's convolutions at 122 px (forward and backward, best of 7): 361 to 368 ms at
+256 KiB, 375 to 376 at 1 MiB, 393 at 4 MiB."""
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _SYMBOLS = {np.dtype(np.float32): 'layers_cblas_sgemm', np.dtype(np.float64): 'layers_cblas_dgemm'}

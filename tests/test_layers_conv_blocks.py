@@ -171,5 +171,5 @@ def test_one_thread_restores_openblas_threads():
 
 def test_images_per_block():
     assert conv_blocks.images_per_block(3600, 147, 4, 64) == 1  # conv1 at 122 px: 2 MB an image
-    assert conv_blocks.images_per_block(81, 576, 4, 64) == 5
+    assert conv_blocks.images_per_block(81, 576, 4, 64) == conv_blocks.BLOCK_BYTES // 186624
     assert conv_blocks.images_per_block(1, 1, 4, 3) == 3  # never more than the images
