@@ -21,6 +21,7 @@ own core instead of waking OpenBLAS's threads.
 
 import contextlib
 import ctypes
+import threading
 
 import numpy as np
 
@@ -132,20 +133,34 @@ def address(dtype) -> int | None:
     return ctypes.cast(function, ctypes.c_void_p).value
 
 
+_held = {'count': 0, 'before': 0}
+_held_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def one_thread():
-    """OpenBLAS runs each GEMM in its calling thread meanwhile (then as many as before)."""
+    """OpenBLAS runs each GEMM in its calling thread meanwhile (then as many as before).
+
+    Nested or concurrent uses (several Python threads) restore the count when the last
+    one leaves, so it never stays at 1.
+    """
     _functions()
     if _THREADS is None:
         yield
         return
     get, set_ = _THREADS
-    before = get()
-    set_(1)
+    with _held_lock:
+        if _held['count'] == 0:
+            _held['before'] = get()
+            set_(1)
+        _held['count'] += 1
     try:
         yield
     finally:
-        set_(before)
+        with _held_lock:
+            _held['count'] -= 1
+            if _held['count'] == 0:
+                set_(_held['before'])
 
 
 def available() -> bool:

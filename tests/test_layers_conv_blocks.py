@@ -166,6 +166,12 @@ def test_one_thread_restores_openblas_threads():
     before = get()
     with blas.one_thread():
         assert get() == 1
+        with blas.one_thread():  # nested (or another thread's) use
+            assert get() == 1
+        assert get() == 1
+    assert get() == before
+    with pytest.raises(RuntimeError), blas.one_thread():
+        raise RuntimeError
     assert get() == before
 
 
