@@ -13,7 +13,9 @@ Partial sums are added in thread order, so results depend on the thread count on
 
 A 1x1 stride-1 convolution needs no im2col: its blocks multiply the input rows as they are.
 The GEMMs are OpenBLAS's own ``cblas_?gemm`` (``blas.address``), registered under a fixed
-symbol name so the compiled kernels can be cached on disk like the others.
+symbol name when this module is imported, so the compiled kernels can be cached on disk like
+the others. Call the kernels only where ``available`` says so: without the symbols they
+cannot be linked.
 """
 
 from layers import runtime
@@ -64,6 +66,9 @@ def available(dtype) -> bool:
             if address is not None:
                 llvm.add_symbol(_SYMBOLS[dtype], address)
     return _REGISTERED
+
+
+available(np.float32)  # the kernels link against the symbols: register them now
 
 
 def threads() -> int:
