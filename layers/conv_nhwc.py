@@ -5,13 +5,17 @@ so links, optimizers and snapshots see nothing new. With M = N * out_h * out_w p
 
 - a 1x1 stride-1 convolution is ``y[M, O] = x[M, C] @ W[O, C].T``: no copy at all, and its
   gradients are two more GEMMs (``gx = gy @ W``, ``gW = gy.T @ x``);
-- a k x k convolution is ``im2col`` (compiled, zero padding included) into a reused scratch
-  matrix ``col[M, kh*kw*C]`` ordered (i, j, c) like the NHWC input, then one GEMM; its input
+- a k x k convolution is ``im2col`` (compiled, zero padding included) into a matrix
+  ``col[M, kh*kw*C]`` ordered (i, j, c) like the NHWC input, then a GEMM; its input
   gradient is ``gcol = gy @ W`` and a compiled gather ``col2im``.
 
+Both run in blocks of a few images per thread (``layers.conv_blocks``: each block's columns
+multiplied while in the thread's cache). Where BLAS cannot be called from the kernels'
+threads (``conv_blocks.available``), the whole batch's im2col goes into a reused scratch
+matrix and one multi-threaded GEMM runs over it instead: same results.
+
 Several convolutions with the same output size (a Fire module's two expands) write into
-column slices of one output array, so the concatenation costs nothing; their gradients read
-strided slices of the output gradient, which BLAS takes as they are.
+column slices of one output array, so the concatenation costs nothing.
 """
 
 from dataclasses import dataclass

@@ -1,11 +1,13 @@
 """Scratch arrays reused across layers and training steps instead of allocated each time.
 
 A fresh large NumPy array is fresh pages from the kernel: a page fault and a zeroing per
-4 KiB on first touch. The largest arrays of a step are temporaries: the im2col matrix of a
-k x k convolution (135 MB for conv1 at 122 px, batch 64) and its gradient, written, read by
-one GEMM and dropped. Each named slot keeps one flat array, grown to the largest size asked
-so far, and hands out views of it; a view is valid only until the next ``scratch`` call with
-the same name, so a slot never backs an array that outlives the function that asked.
+4 KiB on first touch. Temporaries such as the blocked convolutions' per-thread column
+buffers (``layers.conv_blocks``) or, on their fallback path, a whole batch's im2col matrix
+(135 MB for conv1 at 122 px, batch 64) and its gradient are written, read by a GEMM and
+dropped: they live in scratch slots. Each named slot keeps one flat array, grown to the
+largest size asked so far, and hands out views of it; a view is valid only until the next
+``scratch`` call with the same name, so a slot never backs an array that outlives the
+function that asked.
 
 Outputs and gradients, which the graph keeps, come from ``array``: below 32 MiB that is the
 allocator (glibc keeps such blocks on its heap, see ``layers.runtime``); at or above it,
