@@ -176,7 +176,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         same columns of ``onto``, when it has rows), image blocks per thread; with ``norm``
         (scale, shift), conv(relu(x * scale + shift))."""
         x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch, norm is not None)
-        scale, shift = (x[0, 0, 0, :0],) * 2 if norm is None else norm
+        scale, shift = (np.empty(0, x.dtype),) * 2 if norm is None else norm
         with blas.one_thread():
             conv_blocks.forward(
                 x, scale, shift, wm, bias, onto, out, start, cols, imgs, *geometry, direct
