@@ -35,6 +35,9 @@ BLOCK_BYTES = 256 << 10
 SqueezeNet's convolutions at 122 px (forward and backward, best of 7): 361 to 368 ms at
 256 KiB, 375 to 376 at 1 MiB, 393 at 4 MiB."""
 
+FEW_CHANNELS = 8
+"""Inputs with fewer channels (images) take the row-copy im2col."""
+
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _SYMBOLS = {np.dtype(np.float32): 'layers_cblas_sgemm', np.dtype(np.float64): 'layers_cblas_dgemm'}
 
@@ -112,6 +115,9 @@ def _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w, scale, shift):
     with ``scale`` (non-empty), relu(x * scale + shift) instead of x (0 outside still)."""
     _, h, w, c = x.shape
     affine = scale.shape[0] > 0
+    if c < FEW_CHANNELS and not affine:
+        _im2col_rows(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w)
+        return
     for n in range(n0, n1):
         for oy in range(out_h):
             for ox in range(out_w):
@@ -133,6 +139,38 @@ def _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w, scale, shift):
                         else:
                             for k in range(c):
                                 col[m, base + k] = 0.0
+
+
+@_inline
+def _im2col_rows(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w):
+    """``_im2col`` for few channels (an image's 3): where a window row lies inside the
+    image, its kw * c values are contiguous in x and copied in one loop (2.3 times faster
+    for conv1 than a loop of c per pixel)."""
+    _, h, w, c = x.shape
+    row = kw * c
+    for n in range(n0, n1):
+        flat = x[n].reshape(h * w * c)
+        for oy in range(out_h):
+            for ox in range(out_w):
+                m = ((n - n0) * out_h + oy) * out_w + ox
+                x0 = ox * sx - px
+                inside = 0 <= x0 and x0 + kw <= w
+                for i in range(kh):
+                    y = oy * sy - py + i
+                    base = i * row
+                    if y < 0 or y >= h:
+                        for k in range(row):
+                            col[m, base + k] = 0.0
+                    elif inside:
+                        start = (y * w + x0) * c
+                        for k in range(row):
+                            col[m, base + k] = flat[start + k]
+                    else:
+                        for j in range(kw):
+                            xx = x0 + j
+                            for k in range(c):
+                                inner = 0 <= xx < w
+                                col[m, base + j * c + k] = x[n, y, xx, k] if inner else 0.0
 
 
 @_inline
