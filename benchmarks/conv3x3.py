@@ -18,7 +18,7 @@ import chainer_compat  # noqa: F401  (first: it lets Chainer import on NumPy 2)
 # isort: split
 import numpy as np
 
-from layers import kernels, winograd
+from layers import conv_blocks, winograd
 from squeeze_net import FIRES
 
 SIDES = {'fire2': 31, 'fire3': 31, 'fire4': 31, 'fire5': 16, 'fire6': 16, 'fire7': 16}
@@ -36,12 +36,12 @@ def im2col_path(x, w, gy):
     m = n * h * width
     col = np.empty((m, 9 * c), x.dtype)
     wm = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(o, -1)
-    kernels.im2col(x, col, 3, 3, 1, 1, 1, 1, h, width)
+    conv_blocks.im2col(x, col, 3, 3, 1, 1, 1, 1, h, width)
     y = (col @ wm.T).reshape(n, h, width, o)
-    kernels.im2col(x, col, 3, 3, 1, 1, 1, 1, h, width)  # the backward pass recomputes it
+    conv_blocks.im2col(x, col, 3, 3, 1, 1, 1, 1, h, width)  # the backward pass recomputes it
     gw = (gy.reshape(m, o).T @ col).reshape(o, 3, 3, c).transpose(0, 3, 1, 2)
     gx = np.empty_like(x)
-    kernels.col2im(gy.reshape(m, o) @ wm, gx, 3, 3, 1, 1, 1, 1, h, width)
+    conv_blocks.col2im(gy.reshape(m, o) @ wm, gx, 3, 3, 1, 1, 1, 1, h, width)
     return y, gw, gx
 
 

@@ -224,6 +224,25 @@ def _col2im_unit_stride(col, gx, n0, n1, kh, kw, py, px, out_h, out_w):
 
 
 @_jit
+def im2col(x, col, kh, kw, sy, sx, py, px, out_h, out_w):
+    """The whole batch's ``_im2col`` into col[(n, oy, ox), (i, j, c)], images in parallel
+    (the path for when BLAS cannot be called from the kernels' threads)."""
+    per = out_h * out_w
+    for n in prange(x.shape[0]):
+        none = x[n, 0, 0, :0]
+        rows = col[n * per : (n + 1) * per]
+        _im2col(x, rows, n, n + 1, kh, kw, sy, sx, py, px, out_h, out_w, none, none)
+
+
+@_jit
+def col2im(col, gx, kh, kw, sy, sx, py, px, out_h, out_w):
+    """The whole batch's ``_col2im`` (the adjoint of ``im2col``), images in parallel."""
+    per = out_h * out_w
+    for n in prange(gx.shape[0]):
+        _col2im(col[n * per : (n + 1) * per], gx, n, n + 1, kh, kw, sy, sx, py, px, out_h, out_w)
+
+
+@_jit
 def forward(
     x, scale, shift, wm, b, z, y, start, cols, imgs, kh, kw, sy, sx, py, px, out_h, out_w, direct
 ):
@@ -308,39 +327,10 @@ def backward(x, wm, g, start, gw, gb, gx, cols, imgs, kh, kw, sy, sx, py, px, ou
                     a, lda = col.ctypes.data, k
                 wp = gw.ctypes.data + t * o * k * size
                 _gemm(_TRANS, _NO_TRANS, o, k, rows, gp, ldg, a, lda, 1.0, wp, k, size)
-            if want_x:
-                if direct:
-                    xp = gx.ctypes.data + r0 * c * size
-                    _gemm(
-                        _NO_TRANS,
-                        _NO_TRANS,
-                        rows,
-                        k,
-                        o,
-                        gp,
-                        ldg,
-                        wm.ctypes.data,
-                        k,
-                        0.0,
-                        xp,
-                        c,
-                        size,
-                    )
-                else:
-                    cp = col.ctypes.data
-                    _gemm(
-                        _NO_TRANS,
-                        _NO_TRANS,
-                        rows,
-                        k,
-                        o,
-                        gp,
-                        ldg,
-                        wm.ctypes.data,
-                        k,
-                        0.0,
-                        cp,
-                        k,
-                        size,
-                    )
+            if want_x:  # the input gradient, or the column gradient into the buffer
+                out, ld = (gx.ctypes.data + r0 * c * size, c) if direct else (col.ctypes.data, k)
+                _gemm(
+                    _NO_TRANS, _NO_TRANS, rows, k, o, gp, ldg, wm.ctypes.data, k, 0.0, out, ld, size
+                )
+                if not direct:
                     _col2im(col, gx, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w)

@@ -191,7 +191,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         n, out_h, out_w = self._geometry(x, w, branch)
         col = workspace.scratch('col', (n * out_h * out_w, kh * kw * c), x.dtype)
         s, p = branch.stride, branch.pad
-        kernels.im2col(x, col, kh, kw, s, s, p, p, out_h, out_w)
+        conv_blocks.im2col(x, col, kh, kw, s, s, p, p, out_h, out_w)
         return col
 
     def backward(self, indexes, grad_outputs):
@@ -264,7 +264,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         np.matmul(g, wm, out=gcol)
         gx = workspace.array(x.shape, x.dtype)
         s, p = branch.stride, branch.pad
-        kernels.col2im(gcol, gx, kh, kw, s, s, p, p, out_h, out_w)
+        conv_blocks.col2im(gcol, gx, kh, kw, s, s, p, p, out_h, out_w)
         return gx
 
     def plain(self, *inputs):

@@ -2,9 +2,9 @@
 
 Every array here is NHWC (channels innermost) and C-contiguous, so the inner loop of each
 kernel runs over contiguous channels. Only what a BLAS GEMM cannot do is compiled: the
-im2col / col2im of k x k convolutions, the bias (and bypass) fills a GEMM accumulates onto,
-max pooling, and batch normalization fused with the
-ReLU that follows it. Each kernel is one pass over its data, parallel over rows (``prange``).
+bias (and bypass) fills a GEMM accumulates onto, max pooling, and batch normalization fused
+with the ReLU that follows it (the convolutions' im2col and col2im are in
+``layers.conv_blocks``). Each kernel is one pass over its data, parallel over rows (``prange``).
 The batch-norm reductions accumulate in float64, so the statistics and the gamma and beta
 gradients are closer to exact than a float32 sum. No ``fastmath``: NaN and infinity
 propagate as in NumPy.
@@ -28,52 +28,7 @@ def _chunks(rows):
     return max(1, min(rows, 64))
 
 
-# -- convolution: im2col / col2im straight into and out of the GEMM layout -----------------
-
-
-@_jit
-def im2col(x, col, kh, kw, sy, sx, py, px, out_h, out_w):
-    """col[(n, oy, ox), (i, j, c)] = x[n, oy*sy - py + i, ox*sx - px + j, c], 0 outside."""
-    n_img, h, w, c = x.shape
-    for row in prange(n_img * out_h):
-        n, oy = row // out_h, row % out_h
-        for ox in range(out_w):
-            m = row * out_w + ox
-            for i in range(kh):
-                y = oy * sy - py + i
-                for j in range(kw):
-                    base = (i * kw + j) * c
-                    xx = ox * sx - px + j
-                    if 0 <= y < h and 0 <= xx < w:
-                        for k in range(c):
-                            col[m, base + k] = x[n, y, xx, k]
-                    else:
-                        for k in range(c):
-                            col[m, base + k] = 0.0
-
-
-@_jit
-def col2im(col, gx, kh, kw, sy, sx, py, px, out_h, out_w):
-    """The adjoint of ``im2col`` as a gather: each input pixel sums the columns that read it."""
-    n_img, h, w, c = gx.shape
-    for row in prange(n_img * h):
-        n, y = row // h, row % h
-        for xx in range(w):
-            for k in range(c):
-                gx[n, y, xx, k] = 0.0
-            for i in range(kh):
-                ty = y + py - i
-                if ty < 0 or ty % sy != 0 or ty // sy >= out_h:
-                    continue
-                oy = ty // sy
-                for j in range(kw):
-                    tx = xx + px - j
-                    if tx < 0 or tx % sx != 0 or tx // sx >= out_w:
-                        continue
-                    m = (n * out_h + oy) * out_w + tx // sx
-                    base = (i * kw + j) * c
-                    for k in range(c):
-                        gx[n, y, xx, k] += col[m, base + k]
+# -- convolution: the fills a GEMM accumulates onto ----------------------------------------
 
 
 @_jit

@@ -8,7 +8,7 @@ k x k strided and padded convolutions, a column slice as the output, and each gr
 import numpy as np
 import pytest
 
-from layers import blas, conv_blocks, kernels
+from layers import blas, conv_blocks
 
 pytestmark = pytest.mark.skipif(
     not conv_blocks.available(np.float32), reason='no OpenBLAS with thread control loaded'
@@ -27,16 +27,23 @@ NONE = (np.empty(0, np.float32),) * 2  # no normalization of the input
 
 
 def reference(x, w, gy, k, s, p):
-    """Forward, weight, bias and input gradients in float64 through a whole-batch im2col."""
+    """Forward, weight, bias and input gradients in float64 through a whole-batch im2col
+    written with NumPy slices of the zero-padded input (independent of the kernels)."""
     x, w, gy = (a.astype(np.float64) for a in (x, w, gy))
     n, h, _, c = x.shape
     o = w.shape[0]
     out = (h + 2 * p - k) // s + 1
-    col = np.empty((n * out * out, k * k * c))
-    kernels.im2col(x, col, k, k, s, s, p, p, out, out)
+    padded = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    span = s * (out - 1) + 1
+    windows = [(i, j) for i in range(k) for j in range(k)]
+    taps = [padded[:, i : i + span : s, j : j + span : s] for i, j in windows]
+    col = np.stack(taps, axis=3).reshape(n * out * out, k * k * c)
     g = gy.reshape(-1, o)
-    gx = np.empty_like(x)
-    kernels.col2im(g @ w, gx, k, k, s, s, p, p, out, out)
+    gcol = (g @ w).reshape(n, out, out, k * k, c)
+    gpadded = np.zeros_like(padded)
+    for t, (i, j) in enumerate(windows):
+        gpadded[:, i : i + span : s, j : j + span : s] += gcol[:, :, :, t]
+    gx = gpadded[:, p : p + h, p : p + h]
     return col @ w.T, g.T @ col, g.sum(axis=0), gx
 
 
