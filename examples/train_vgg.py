@@ -21,16 +21,17 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from layers import ConvBNReLU, nhwc
+import layers
+from layers import ConvBNReLU
 
 
 class VGG(chainer.Chain):
     """Three blocks of two Conv-BN-ReLU units and 2x2 max pooling, then dropout and a dense head.
 
     Global average pooling before the head makes it work at any input size from 8x8 up, so
-    both presets train it (32x32, or 122/128 with preset '122'). The units are the generic
-    ``layers.ConvBNReLU``; on NumPy arrays the body runs on the CPU fast path
-    (``layers.nhwc``: NHWC activations, GEMM convolutions, fused BN + ReLU).
+    both presets train it (32x32, or 122/128 with preset '122'). Written once with the
+    generic units and functions of ``layers``: the input taken channels-last makes every
+    one of them run its CPU fast path (NHWC activations, GEMM convolutions, fused BN + ReLU).
 
     Args:
         n_classes: number of classes.
@@ -57,21 +58,14 @@ class VGG(chainer.Chain):
             self.head = L.Linear(channels[-1], n_classes)
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
-        if nhwc.use_fast(x, self.fast):
-            h = nhwc.to_nhwc(x)
-            for i, unit in enumerate(self.convs):
-                h = unit.forward_nhwc(h)
-                if i % 2 == 1:
-                    h = nhwc.max_pooling(h, 2, 2, 0)
-            h = F.mean(h, axis=(1, 2))
-        else:
-            h = x
+        with layers.fast_path(self.fast):
+            h = layers.channels_last(x)
             for i, unit in enumerate(self.convs):
                 h = unit(h)
                 if i % 2 == 1:
-                    h = F.max_pooling_2d(h, 2)
-            h = F.mean(h, axis=(2, 3))
-        return self.head(F.dropout(h, self.dropout))
+                    h = layers.max_pooling_2d(h, 2)
+            h = layers.global_average_pooling_2d(h)
+            return self.head(F.dropout(h, self.dropout))
 
 
 def main(argv: list[str] | None = None) -> list:

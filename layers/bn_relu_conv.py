@@ -1,8 +1,9 @@
-"""Convolution units: BN-ReLU-Conv (pre-activation, He et al. 2016) and Conv-BN-ReLU.
+"""Convolution units: BN-ReLU-Conv (pre-activation, He et al. 2016), Conv-BN-ReLU and Conv-BN.
 
 Each is a chain of Chainer's own links (``bn``, ``conv``), so parameters and snapshots are
-the same on either path. ``forward`` is the plain composition on NCHW; ``forward_nhwc`` is
-the CPU fast path on NHWC activations (``layers.nhwc``), for nets that keep NHWC inside.
+the same on either path, and has one ``forward``: on a channels-last NumPy activation
+(``layers.layout``) it runs the fused NHWC kernels (the BN and its ReLU in one pass; at
+inference the BN + ReLU inside the convolution), on anything else Chainer's functions.
 """
 
 import chainer
@@ -10,8 +11,17 @@ import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
 
-from layers import nhwc
+from layers import layout
 from layers.initializers import make_initializer
+from layers.links import BatchNormalization, Convolution2D
+
+
+def _fast(x, *convs):
+    """The fast path's module when ``x`` is channels-last and it takes every conv, else None."""
+    if not layout.takes_fast_path(x):
+        return None
+    fast = layout.ops()
+    return fast if all(fast.supports(conv) for conv in convs) else None
 
 
 class BNReLUConv(chainer.Chain):
@@ -50,18 +60,18 @@ class BNReLUConv(chainer.Chain):
             )
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
-        return self.conv(F.relu(self.bn(x)))
-
-    def forward_nhwc(self, x: chainer.Variable) -> chainer.Variable:
-        """The same on NHWC NumPy activations: fused BN + ReLU, then a GEMM convolution
-        (for inference, the BN + ReLU inside the convolution)."""
-        if nhwc.inferring():
-            return nhwc.bn_relu_convolutions([self], x)
-        return nhwc.convolution(self.conv, nhwc.bn_relu(self.bn, x))
+        fast = _fast(x, self.conv)
+        if fast is None:
+            return self.conv(F.relu(self.bn(x)))
+        h = layout.to_nhwc(x)
+        if fast.inferring():  # the BN + ReLU applied as the convolution reads its input
+            return layout.to_nchw(fast.bn_relu_convolutions([self], h))
+        return layout.to_nchw(fast.convolution(self.conv, fast.bn_relu(self.bn, h)))
 
 
 class ConvBNReLU(chainer.Chain):
-    """A convolution, BatchNormalization, then ReLU (the post-activation order of VGG nets).
+    """A convolution, BatchNormalization, then ReLU (the post-activation order of VGG nets
+    and ResNets).
 
     Args:
         in_channels: channels of the input.
@@ -91,8 +101,36 @@ class ConvBNReLU(chainer.Chain):
             self.bn = L.BatchNormalization(out_channels)
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
-        return F.relu(self.bn(self.conv(x)))
+        fast = _fast(x, self.conv)
+        if fast is None:
+            return F.relu(self.bn(self.conv(x)))
+        h = fast.convolution(self.conv, layout.to_nhwc(x))
+        return layout.to_nchw(fast.bn_relu(self.bn, h))
 
-    def forward_nhwc(self, x: chainer.Variable) -> chainer.Variable:
-        """The same on NHWC NumPy activations: a GEMM convolution, then fused BN + ReLU."""
-        return nhwc.bn_relu(self.bn, nhwc.convolution(self.conv, x))
+
+class ConvBN(chainer.Chain):
+    """A convolution then BatchNormalization, no ReLU: a post-activation residual block's
+    second unit and its projection shortcut, before the add.
+
+    Args: as ``ConvBNReLU``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        ksize: int,
+        stride: int = 1,
+        pad: int = 0,
+        nobias: bool = True,
+        initialW: chainer.Initializer | None = None,
+    ) -> None:
+        super().__init__()
+        with self.init_scope():
+            self.conv = Convolution2D(
+                in_channels, out_channels, ksize, stride, pad, nobias=nobias, initialW=initialW
+            )
+            self.bn = BatchNormalization(out_channels)
+
+    def forward(self, x: chainer.Variable) -> chainer.Variable:
+        return self.bn(self.conv(x))

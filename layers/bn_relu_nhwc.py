@@ -36,6 +36,8 @@ class BNReLUNHWC(function_node.FunctionNode):
         fixed: per normalization (mean, var) to normalize with instead of the batch's (test
             mode), or None.
         passthrough: also output x (its gradient is added to the input gradient).
+        relu: apply the ReLU (False: the batch normalizations alone, as before a residual
+            add).
     """
 
     def __init__(
@@ -44,9 +46,11 @@ class BNReLUNHWC(function_node.FunctionNode):
         running: tuple | None = None,
         fixed: tuple | None = None,
         passthrough: bool = False,
+        relu: bool = True,
     ):
         self.eps = eps
         self.running, self.fixed, self.passthrough = running, fixed, passthrough
+        self.relu = relu
 
     def _eps(self, count: int) -> np.ndarray:
         eps = np.broadcast_to(np.asarray(self.eps, np.float64), (count,))
@@ -69,7 +73,7 @@ class BNReLUNHWC(function_node.FunctionNode):
         scale, shift = _affine(gammas, betas, mean, inv_std)
         self.scale, self.shift = scale.astype(x.dtype), shift.astype(x.dtype)
         ys = workspace.array((count, *x.shape), x.dtype)
-        kernels.scale_shift_relu(x2, self.scale, self.shift, ys.reshape(count, -1, c))
+        kernels.scale_shift_relu(x2, self.scale, self.shift, ys.reshape(count, -1, c), self.relu)
         self.mean, self.inv_std = mean[0], inv_std
         self.retain_inputs(tuple(range(len(inputs))))
         return (*ys, x) if self.passthrough else tuple(ys)
@@ -95,7 +99,9 @@ class BNReLUNHWC(function_node.FunctionNode):
             for g in grad_outputs[:count]
         )
         mean = self.mean.astype(x.dtype)
-        sum_g, sum_gx = kernels.bn_relu_grad_sums(gys, x2, mean, self.scale, self.shift)
+        sum_g, sum_gx = kernels.bn_relu_grad_sums(
+            gys, x2, mean, self.scale, self.shift, self.relu
+        )
         # sum_gx is about the float32-rounded mean; correct it to the exact one
         sum_gx += (mean - self.mean) * sum_g
         ggamma = sum_gx * self.inv_std
@@ -124,6 +130,7 @@ class BNReLUNHWC(function_node.FunctionNode):
                 d.sum(axis=0).astype(dtype),
                 np.ascontiguousarray(gpass),
                 gx.reshape(-1, c),
+                self.relu,
             )
             grads[0] = gx
         return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
@@ -140,7 +147,7 @@ class BNReLUNHWC(function_node.FunctionNode):
             else:
                 mean, var = self.fixed[j]
                 h = F.fixed_batch_normalization(x, gamma, beta, mean, var, eps[j], axis=(0, 1, 2))
-            outputs.append(F.relu(h))
+            outputs.append(F.relu(h) if self.relu else h)
         if self.passthrough:
             outputs.append(F.identity(x))
         return tuple(outputs)
@@ -152,7 +159,7 @@ def _affine(gammas, betas, mean, inv_std) -> tuple:
     return scale, betas - mean * scale
 
 
-def test_affine(bn: chainer.links.BatchNormalization, dtype) -> tuple:
+def inference_affine(bn: chainer.links.BatchNormalization, dtype) -> tuple:
     """(scale, shift) of ``bn`` in test mode (its running statistics), in ``dtype``: the
     numbers ``BNReLUNHWC`` normalizes with, for a convolution that applies them itself."""
     inv_std = 1.0 / np.sqrt(np.asarray(bn.avg_var, np.float64) + np.float64(bn.eps))
@@ -161,9 +168,12 @@ def test_affine(bn: chainer.links.BatchNormalization, dtype) -> tuple:
     return scale.astype(dtype), shift.astype(dtype)
 
 
-def bn_relus_nhwc(bns, x: chainer.Variable, passthrough: bool = False) -> tuple:
+def bn_relus_nhwc(
+    bns, x: chainer.Variable, passthrough: bool = False, relu: bool = True
+) -> tuple:
     """relu(bn(x)) for each ``bn`` of ``bns`` (NHWC x), in train or test mode as
-    ``chainer.config.train`` says; with ``passthrough`` also x itself, last.
+    ``chainer.config.train`` says; with ``passthrough`` also x itself, last; without
+    ``relu`` the batch normalizations alone.
 
     Follows the links exactly: batch statistics and a running-average update in training
     (none while Chainer recomputes a forward pass), the running averages in test mode.
@@ -175,10 +185,10 @@ def bn_relus_nhwc(bns, x: chainer.Variable, passthrough: bool = False) -> tuple:
         running = None
         if not chainer.config.in_recomputing:
             running = tuple((bn.avg_mean, bn.avg_var, bn.decay) for bn in bns)
-        node = BNReLUNHWC(eps, running=running, passthrough=passthrough)
+        node = BNReLUNHWC(eps, running=running, passthrough=passthrough, relu=relu)
     else:
         fixed = tuple((bn.avg_mean, bn.avg_var) for bn in bns)
-        node = BNReLUNHWC(eps, fixed=fixed, passthrough=passthrough)
+        node = BNReLUNHWC(eps, fixed=fixed, passthrough=passthrough, relu=relu)
     params = [p for bn in bns for p in (bn.gamma, bn.beta)]
     return node.apply((x, *params))
 
@@ -186,3 +196,8 @@ def bn_relus_nhwc(bns, x: chainer.Variable, passthrough: bool = False) -> tuple:
 def bn_relu_nhwc(bn: chainer.links.BatchNormalization, x: chainer.Variable) -> chainer.Variable:
     """relu(bn(x)) for an NHWC x: ``bn_relus_nhwc`` with one normalization."""
     return bn_relus_nhwc((bn,), x)[0]
+
+
+def bn_nhwc(bn: chainer.links.BatchNormalization, x: chainer.Variable) -> chainer.Variable:
+    """bn(x) for an NHWC x, without a ReLU (a post-activation block's last normalization)."""
+    return bn_relus_nhwc((bn,), x, relu=False)[0]

@@ -141,8 +141,9 @@ def moments(x):
 
 
 @_jit
-def scale_shift_relu(x, scale, shift, y):
-    """y[j] = max(x * scale[j] + shift[j], 0) per channel, for every j, in one pass over x.
+def scale_shift_relu(x, scale, shift, y, relu):
+    """y[j] = max(x * scale[j] + shift[j], 0) per channel, for every j, in one pass over x
+    (without the max when ``relu`` is False: a batch normalization alone).
 
     NaN stays NaN (like ``np.maximum``). Several batch normalizations of the same x (a
     Fire module's two expands) share the read.
@@ -152,12 +153,13 @@ def scale_shift_relu(x, scale, shift, y):
         for j in range(scale.shape[0]):
             for k in range(cols):
                 z = x[r, k] * scale[j, k] + shift[j, k]
-                y[j, r, k] = z if (z > 0 or z != z) else 0.0
+                y[j, r, k] = z if (z > 0 or z != z or not relu) else 0.0
 
 
 @_jit
-def bn_relu_grad_sums(gy, x, mean, scale, shift):
-    """Sums of g and g * (x - mean) per output j, g = gy[j] where its ReLU passed, in float64.
+def bn_relu_grad_sums(gy, x, mean, scale, shift, relu):
+    """Sums of g and g * (x - mean) per output j, g = gy[j] where its ReLU passed (all of
+    gy[j] without ``relu``), in float64.
 
     The ReLU's mask is recomputed from x (``x * scale + shift > 0``, the forward pass's
     float arithmetic), so the normalized outputs need not be read (nor kept).
@@ -174,14 +176,14 @@ def bn_relu_grad_sums(gy, x, mean, scale, shift):
                 for k in range(cols):
                     v = x[r, k]
                     z = v * scale[j, k] + shift[j, k]
-                    g = g_j[r, k] * (1.0 if z > 0 else 0.0)  # 0 * NaN stays NaN
+                    g = g_j[r, k] * (1.0 if (z > 0 or not relu) else 0.0)  # 0 * NaN: NaN
                     sg[b, j, k] += g
                     sgx[b, j, k] += g * (v - mean[k])
     return sg.sum(axis=0), sgx.sum(axis=0)
 
 
 @_jit
-def bn_relu_grad_x(gy, x, mean, scale, shift, a, b, d, gpass, gx):
+def bn_relu_grad_x(gy, x, mean, scale, shift, a, b, d, gpass, gx, relu):
     """gx = sum_j a[j] * gy[j][mask j] + b * (x - mean) + d (+ gpass, when it has rows).
 
     The batch-norm input gradient of every output j at once (b and d summed over j), plus
@@ -200,7 +202,7 @@ def bn_relu_grad_x(gy, x, mean, scale, shift, a, b, d, gpass, gx):
             g_j = gy[j]
             for k in range(cols):
                 z = x[r, k] * scale[j, k] + shift[j, k]
-                gx[r, k] += a[j, k] * (g_j[r, k] * (1.0 if z > 0 else 0.0))
+                gx[r, k] += a[j, k] * (g_j[r, k] * (1.0 if (z > 0 or not relu) else 0.0))
 
 
 @_jit

@@ -1,14 +1,14 @@
 """The CPU fast path's building blocks, on NHWC activations and Chainer's own links.
 
-A net that takes the fast path converts its input once (``to_nhwc``), runs its layers'
-``forward_nhwc`` (which call the functions below with the layers' links, so parameters keep
-their names, shapes and layouts), and converts back (``to_nchw``) or reduces over the
-spatial axes (1, 2). Everything between stays NHWC: channels innermost, so 1x1 convolutions
-are plain GEMMs and the compiled loops read contiguous channels.
+The units of ``layers`` call these on the (N, H, W, C) view of a channels-last activation
+(``layers.layout``) with their own links, so parameters keep their names, shapes and
+layouts. Channels are innermost, so 1x1 convolutions are plain GEMMs and the compiled loops
+read contiguous channels. A net never calls them: its units do.
 
-Only NumPy arrays take this path (``use_fast``); CuPy arrays keep the plain composition.
-The nodes implement ``forward_cpu`` only, so a GPU version can later fill the same
-boundaries with ``forward_gpu``.
+Importing this module imports Numba (``layers.kernels`` configures its threads first), so
+``layers.layout.fast_path`` imports it when a unit first takes the fast path. The nodes
+implement ``forward_cpu`` only, so a GPU version can later fill the same boundaries with
+``forward_gpu``.
 """
 
 from collections.abc import Sequence
@@ -18,30 +18,19 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 
-from layers.bn_relu_nhwc import bn_relu_nhwc, bn_relus_nhwc, test_affine
+from layers.bn_relu_nhwc import bn_nhwc, bn_relu_nhwc, bn_relus_nhwc, inference_affine
 from layers.conv_nhwc import Branch, convolutions_nhwc
 from layers.pool_nhwc import max_pooling_nhwc
-
-
-def use_fast(x, fast: bool = True) -> bool:
-    """True when ``fast`` is asked for and ``x`` (array or Variable) is a NumPy array."""
-    array = x.array if isinstance(x, chainer.Variable) else x
-    return bool(fast) and isinstance(array, np.ndarray)
-
-
-def to_nhwc(x) -> chainer.Variable:
-    """(N, C, H, W) to (N, H, W, C), differentiably."""
-    return F.transpose(x, (0, 2, 3, 1))
-
-
-def to_nchw(x) -> chainer.Variable:
-    """(N, H, W, C) to (N, C, H, W), differentiably."""
-    return F.transpose(x, (0, 3, 1, 2))
 
 
 def bn_relu(bn: L.BatchNormalization, x) -> chainer.Variable:
     """relu(bn(x)) on NHWC, fused; the link's statistics and mode as ``bn(x)`` would use."""
     return bn_relu_nhwc(bn, x)
+
+
+def bn(bn: L.BatchNormalization, x) -> chainer.Variable:
+    """bn(x) on NHWC, without a ReLU; the link's statistics and mode as ``bn(x)`` would use."""
+    return bn_nhwc(bn, x)
 
 
 def bn_relus(bns: Sequence[L.BatchNormalization], x, passthrough: bool = False) -> tuple:
@@ -52,6 +41,19 @@ def bn_relus(bns: Sequence[L.BatchNormalization], x, passthrough: bool = False) 
     a bypass also carries: the gradient sums Chainer would add afterwards cost nothing.
     """
     return bn_relus_nhwc(bns, x, passthrough)
+
+
+def supports(conv: L.Convolution2D) -> bool:
+    """Whether ``convolution`` takes this link: initialized, square stride and padding, no
+    dilation, no groups (others run Chainer's function)."""
+    (sy, sx), (py, px) = conv.stride, conv.pad
+    return (
+        conv.W.array is not None
+        and sy == sx
+        and py == px
+        and tuple(conv.dilate) == (1, 1)
+        and conv.groups == 1
+    )
 
 
 def _branch(conv: L.Convolution2D) -> Branch:
@@ -103,7 +105,7 @@ def bn_relu_convolutions(units: Sequence, x, bypass=None) -> chainer.Variable:
         branch = _branch(unit.conv)
         branches.append(branch)
         args += [x, unit.conv.W] + ([unit.conv.b] if branch.bias else [])
-        normalize.append(test_affine(unit.bn, dtype))
+        normalize.append(inference_affine(unit.bn, dtype))
     return convolutions_nhwc(branches, args, bypass, normalize)
 
 

@@ -1,5 +1,8 @@
 """The threading environment the compiled CPU kernels need, set before Numba starts.
 
+``configure`` runs when ``layers.kernels`` is first imported, that is when a unit first
+takes the fast path; importing this module (or ``layers``) changes nothing.
+
 Numba's parallel loops and OpenBLAS's GEMMs take turns on the same cores. With Numba's
 OpenMP layer its idle threads spin after every loop and steal the cores from the next GEMM
 (measured 1,237 against 804 ms a training step), so the kernels run on Numba's
@@ -60,19 +63,22 @@ def _mallopt():
     return mallopt
 
 
+SERVICE_TRIM_THRESHOLD = 32 << 20
+_SERVICE = False
+
+
 def tune_allocator() -> bool:
-    """Keep arrays under 32 MiB on glibc's heap and freed memory mapped; True if done."""
+    """Keep arrays under 32 MiB on glibc's heap and freed memory mapped (up to 32 MiB for a
+    service, ``return_freed_memory``); True if done."""
     if not sys.platform.startswith('linux') or any(v in os.environ for v in ALLOCATOR_VARIABLES):
         return False
     mallopt = _mallopt()
     if mallopt is None:
         return False
-    return bool(
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    )
+    trim = SERVICE_TRIM_THRESHOLD if _SERVICE else TRIM_THRESHOLD
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, trim))
 
 
-SERVICE_TRIM_THRESHOLD = 32 << 20
 
 
 def return_freed_memory() -> bool:
@@ -82,8 +88,11 @@ def return_freed_memory() -> bool:
     Keeping it is right for training (the next step reuses it) but not for threads that
     decode an occasional large image: glibc never returns a thread arena's top (not even
     ``malloc_trim``), so each decoding thread would keep up to a heap (64 MiB) resident.
-    Only undoes what ``tune_allocator`` did; True if done.
+    Only changes what ``tune_allocator`` does, now if it has run (True if done), else when
+    the fast path first runs.
     """
+    global _SERVICE
+    _SERVICE = True
     mallopt = _mallopt() if ALLOCATOR_TUNED else None
     return bool(mallopt and mallopt(M_TRIM_THRESHOLD, SERVICE_TRIM_THRESHOLD))
 

@@ -1,11 +1,10 @@
 """SqueezeNet v1.0 with simple bypass (Iandola et al. 2016, arXiv 1602.07360)."""
 
 import chainer
-import chainer.functions as F
-import chainer.links as L
 from chainer import initializers
 
-from layers import BNReLUConv, make_initializer, max_pooling_2d, nhwc
+import layers
+from layers import BNReLUConv, make_initializer
 from squeeze_net.fire import Fire
 
 # The paper's Table 1 for v1.0 after conv1 (7x7/2, 96 filters), in order. A fire row is
@@ -39,10 +38,11 @@ class SqueezeNet(chainer.Chain):
         dropout: dropout ratio before conv10, active only when ``chainer.config.train``.
         init: 'orthonormal' (the reference trainer's, default) or 'he' (He-normal), for
             every convolution's weight; biases start at 0 (see ``layers.initializers``).
-        fast: on NumPy arrays, run the CPU fast path (``layers.nhwc``: NHWC activations,
-            GEMM convolutions, compiled pooling and fused BN + ReLU; same parameters and
-            the same results within float32 rounding); False runs Chainer's plain
-            composition. CuPy arrays always take the plain composition.
+        fast: on NumPy arrays, take the input channels-last so that every unit runs its
+            CPU fast path (``layers.layout``: NHWC kernels, GEMM convolutions, compiled
+            pooling, fused BN + ReLU; the same parameters and the same results within
+            float32 rounding); False runs Chainer's plain functions. CuPy arrays always
+            take the plain functions. The forward is written once either way.
     """
 
     def __init__(
@@ -58,43 +58,23 @@ class SqueezeNet(chainer.Chain):
         self.fast = fast
         initialW = make_initializer(init)
         with self.init_scope():
-            self.conv1 = L.Convolution2D(
+            self.conv1 = layers.Convolution2D(
                 3, 96, 7, stride=2, pad=2, initialW=initialW, initial_bias=initializers.Zero()
             )
             channels = 96
-            for name, squeeze, expand1, expand3, _ in FIRES:
-                setattr(self, name, Fire(channels, squeeze, expand1, expand3, initialW))
+            for name, squeeze, expand1, expand3, bypass in FIRES:
+                fire = Fire(channels, squeeze, expand1, expand3, initialW, bypass=bypass)
+                setattr(self, name, fire)
                 channels = expand1 + expand3
             self.conv10 = BNReLUConv(channels, n_classes, 1, initialW=initialW)
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
-        if nhwc.use_fast(x, self.fast):
-            return self.forward_nhwc(x)
-        h = self.conv1(x)
-        for name, *fire in BODY:
-            if not fire:
-                h = self.pool(h)
-            else:
-                out = self[name](h)
-                h = out + h if fire[-1] else out
-        h = F.dropout(h, self.dropout)
-        return F.mean(self.conv10(h), axis=(2, 3))
-
-    def forward_nhwc(self, x: chainer.Variable) -> chainer.Variable:
-        """The CPU fast path: NCHW images in, logits out, NHWC activations in between."""
-        h = nhwc.convolution(self.conv1, nhwc.to_nhwc(x))
-        for name, *fire in BODY:
-            if not fire:
-                h = nhwc.max_pooling(h, 3, 2, 1)
-            else:
-                h = self[name].forward_nhwc(h, bypass=fire[-1])
-        # Dropout on the NCHW view draws its mask in the plain path's order (same seed, same mask).
-        h = nhwc.to_nhwc(F.dropout(nhwc.to_nchw(h), self.dropout))
-        return F.mean(self.conv10.forward_nhwc(h), axis=(1, 2))
-
-    def pool(self, x: chainer.Variable) -> chainer.Variable:
-        """3x3 max pooling, stride 2, pad 1, cover_all (PyTorch's ceil_mode=True), NCHW."""
-        return max_pooling_2d(x, 3, stride=2, pad=1, fast=self.fast)
+        with layers.fast_path(self.fast):
+            h = self.conv1(layers.channels_last(x))
+            for name, *fire in BODY:
+                h = self[name](h) if fire else layers.max_pooling_2d(h, 3, stride=2, pad=1)
+            h = layers.dropout(h, self.dropout)
+            return layers.global_average_pooling_2d(self.conv10(h))
 
     def count_params(self) -> int:
         """Number of trainable scalars (BatchNormalization running statistics excluded)."""

@@ -1,11 +1,12 @@
-"""The convolution units, plain and on the NHWC fast path."""
+"""The convolution units, on either path: one forward, the layout of the input choosing."""
 
 import chainer
 import chainer.functions as F
 import numpy as np
 import pytest
+from fast_path_check import assert_paths_agree
 
-from layers import BNReLUConv, ConvBNReLU, ReferenceOrthonormal, nhwc
+from layers import BNReLUConv, ConvBN, ConvBNReLU, ReferenceOrthonormal
 
 
 def test_unit_is_bn_then_relu_then_conv(rng):
@@ -26,29 +27,36 @@ def test_default_init_is_the_reference_and_bias_zero():
     assert np.all(unit.conv.b.array == 0)
 
 
-def float64(link):
-    for param in link.params():
-        param.array = param.array.astype(np.float64)
-    for child in link.links():
-        if isinstance(child, chainer.links.BatchNormalization):
-            child.avg_mean = child.avg_mean.astype(np.float64)
-            child.avg_var = child.avg_var.astype(np.float64)
-    return link
+def test_conv_bn_has_no_relu(rng):
+    unit = ConvBN(3, 4, 1)
+    x = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
+    with chainer.using_config('train', True):
+        y = unit(x).array
+    assert (y < 0).any()
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-5)
 
 
-@pytest.mark.parametrize('unit_class', [BNReLUConv, ConvBNReLU])
+@pytest.mark.parametrize('unit_class', [BNReLUConv, ConvBNReLU, ConvBN])
+@pytest.mark.parametrize(('ksize', 'stride', 'pad'), [(3, 2, 1), (1, 1, 0), (1, 2, 0)])
 @pytest.mark.parametrize('train', [True, False])
-def test_forward_nhwc_equals_forward(unit_class, train, rng):
-    unit = float64(unit_class(4, 6, 3, stride=2, pad=1))
+def test_fast_path_equals_plain(unit_class, ksize, stride, pad, train, rng):
+    unit = unit_class(4, 6, ksize, stride=stride, pad=pad)
     x = rng.normal(size=(2, 4, 7, 7))
-    results = []
-    for fast in (False, True):
-        other = unit.copy(mode='copy')
-        other.cleargrads()
-        v = chainer.Variable(x.copy())
-        with chainer.using_config('train', train):
-            y = nhwc.to_nchw(other.forward_nhwc(nhwc.to_nhwc(v))) if fast else other(v)
-            F.sum(y * y).backward()
-        results.append([y.array, v.grad] + [p.grad for _, p in sorted(other.namedparams())])
-    for a, b in zip(*results, strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+    assert_paths_agree(lambda u, h: u(h), unit, [x], train=train)
+
+
+@pytest.mark.parametrize('unit_class', [BNReLUConv, ConvBNReLU, ConvBN])
+def test_inference_without_a_graph_equals_plain(unit_class, rng):
+    """No graph in test mode: BNReLUConv normalizes inside its convolution's blocks."""
+    unit = unit_class(4, 6, 3, pad=1)
+    unit.bn.avg_mean[...] = rng.normal(size=unit.bn.avg_mean.shape)
+    unit.bn.avg_var[...] = rng.uniform(0.5, 2, size=unit.bn.avg_var.shape)
+    x = rng.normal(size=(3, 4, 6, 6))
+    assert_paths_agree(lambda u, h: u(h), unit, [x], train=False, graph=False)
+
+
+def test_unsupported_geometry_runs_chainers_function_on_either_layout(rng):
+    """A rectangular stride has no NHWC kernel: Chainer's function, the same numbers."""
+    unit = ConvBNReLU(3, 4, 3, stride=(1, 2), pad=1)
+    x = rng.normal(size=(2, 3, 6, 6))
+    assert_paths_agree(lambda u, h: u(h), unit, [x])

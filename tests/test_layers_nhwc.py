@@ -329,10 +329,3 @@ def test_nan_in_the_input_or_a_weight_reaches_the_output(rng):
         conv.W.array[0, 0, 0, 0] = np.inf
         y = nhwc.max_pooling(nhwc.convolution(conv, x * 0), 2, 2, 0)
         assert not np.isfinite(y.array).all()
-
-
-def test_use_fast_only_on_numpy_arrays():
-    x = np.zeros((1, 3, 4, 4), np.float32)
-    assert nhwc.use_fast(x) and nhwc.use_fast(chainer.Variable(x))
-    assert not nhwc.use_fast(x, fast=False)
-    assert not nhwc.use_fast(object())

@@ -64,18 +64,22 @@ def test_forward_follows_the_spec_written_out(model, rng):
     def pool(h):
         return F.max_pooling_2d(h, 3, stride=2, pad=1)
 
+    def fire(f, h):  # squeeze, both expands concatenated (the bypass is written out below)
+        s = f.squeeze(h)
+        return F.concat((f.expand1(s), f.expand3(s)), axis=1)
+
     m = model
     x = rng.normal(size=(2, 3, 32, 32)).astype(np.float32)
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         h = pool(m.conv1(x))
-        h = m.fire2(h)
-        h = m.fire3(h) + h
-        h = pool(m.fire4(h))
-        h = m.fire5(h) + h
-        h = m.fire6(h)
-        h = m.fire7(h) + h
-        h = pool(m.fire8(h))
-        h = m.fire9(h) + h
+        h = fire(m.fire2, h)
+        h = fire(m.fire3, h) + h
+        h = pool(fire(m.fire4, h))
+        h = fire(m.fire5, h) + h
+        h = fire(m.fire6, h)
+        h = fire(m.fire7, h) + h
+        h = pool(fire(m.fire8, h))
+        h = fire(m.fire9, h) + h
         expected = F.mean(m.conv10(h), axis=(2, 3)).array
         scale = np.abs(expected).max()  # the fast path's float32 rounding, relative to it
         np.testing.assert_allclose(m(x).array, expected, rtol=1e-4, atol=1e-5 * scale)
