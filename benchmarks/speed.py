@@ -1,4 +1,5 @@
-"""Throughput and memory of SqueezeNet training, evaluation and augmentation; one JSON object.
+"""Throughput and memory of training, evaluation and augmentation (SqueezeNet, or any
+``--arch``); one JSON object.
 
     python -m benchmarks.speed [-g 0] [--batch 64] [--size 122] [--repeat 5] [--steps 5] [--plain]
     python -m benchmarks.speed --torch --torch-python /path/to/venv-with-torch/bin/python
@@ -13,7 +14,8 @@ train transform over uint8 32x32 images, through a ``MultiprocessIterator`` and 
 process. On a GPU the batches stay on it, as the PyTorch peer's do. Every figure is timed
 ``--repeat`` times over ``--steps`` batches after ``--warmup`` untimed ones, and reported as
 the median with min, max and quartiles. The model takes its CPU fast path unless ``--plain``.
-``--torch`` runs the PyTorch peer script (same network) in another interpreter, so the
+``--torch`` runs the architecture's PyTorch peer script (same network:
+``benchmarks/torch_squeezenet.py``, ``torch_resnet.py``, ``torch_vgg.py``) in another interpreter, so the
 project never imports torch, once with NCHW tensors and once ``channels_last``, and reports
 the training and evaluation ratios against both. ``environment`` names the OpenBLAS kernel
 in use and the ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` variables it was chosen under
@@ -54,7 +56,15 @@ from trainer.transforms import make_transforms
 from trainer.updaters import AccumulatingUpdater
 
 N_CLASSES = 10
-TORCH_SCRIPT = Path(__file__).resolve().parent / 'torch_squeezenet.py'
+_HERE = Path(__file__).resolve().parent
+TORCH_PEERS = {
+    'squeezenet': _HERE / 'torch_squeezenet.py',
+    'resnet20': _HERE / 'torch_resnet.py',
+    'examples.resnet:resnet20': _HERE / 'torch_resnet.py',
+    'vgg': _HERE / 'torch_vgg.py',
+    'examples.train_vgg:VGG': _HERE / 'torch_vgg.py',
+}
+"""The PyTorch peer script of each architecture that has one (``--torch``)."""
 TORCH_FORMATS = ('nchw', 'channels_last')
 OPENBLAS_VARIABLES = ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE', 'OPENBLAS_NUM_THREADS')
 
@@ -613,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         '--arch',
         default=registry.DEFAULT_ARCH,
         help='the model: a registered name or package.module:Factory (see main.py --help); '
-        'the PyTorch peer is SqueezeNet only',
+        'PyTorch peers: squeezenet, resnet20, vgg',
     )
     parser.add_argument('--batch', type=_positive, default=RECIPE.batch, help='batch size')
     parser.add_argument(
@@ -657,7 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
         help='interpreter that has torch, e.g. a separate venv (the project never imports it)',
     )
     parser.add_argument(
-        '--torch-script', type=Path, default=TORCH_SCRIPT, help='the PyTorch peer script'
+        '--torch-script',
+        type=Path,
+        help="the PyTorch peer script (default: the architecture's, benchmarks/torch_*.py)",
     )
     return parser
 
@@ -665,11 +677,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse, measure, print one JSON object; a device or peer failure is one line, exit 1."""
     options = build_parser().parse_args(argv)
-    if options.torch and options.arch != registry.DEFAULT_ARCH:
-        print(
-            f'error: --torch: the PyTorch peer is SqueezeNet, not {options.arch}', file=sys.stderr
-        )
-        return 1
+    if options.torch and options.torch_script is None:
+        options.torch_script = TORCH_PEERS.get(options.arch)
+        if options.torch_script is None:
+            print(
+                f'error: --torch: no PyTorch peer of {options.arch} (peers: '
+                f'{", ".join(TORCH_PEERS)}); give one with --torch-script',
+                file=sys.stderr,
+            )
+            return 1
     if options.torch and not options.torch_script.is_file():
         print(f'error: --torch-script {options.torch_script} does not exist', file=sys.stderr)
         return 1

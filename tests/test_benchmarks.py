@@ -149,5 +149,6 @@ def test_another_architecture_by_import_path(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result['settings']['arch'] == 'examples.train_vgg:VGG'
     assert result['train']['images_per_sec']['median'] > 0
-    assert benchmark.main(argv + ['--torch']) == 1
-    assert 'the PyTorch peer is SqueezeNet' in capsys.readouterr().err
+    argv = TINY + ['--arch', 'examples.resnet:resnet32', '--workers', '0', '--torch']
+    assert benchmark.main(argv) == 1
+    assert 'no PyTorch peer of examples.resnet:resnet32' in capsys.readouterr().err
