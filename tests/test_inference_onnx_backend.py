@@ -1,4 +1,4 @@
-"""trainer.backends: the ONNX Runtime backend answers as the Chainer backend does."""
+"""inference.onnx_backend: the ONNX Runtime backend answers as the Chainer backend does."""
 
 import json
 import sys
@@ -9,12 +9,12 @@ import pytest
 from conftest import write_cifar10
 from PIL import Image
 
+import inference
 import trainer
+from inference.export import export_onnx, sample_images
+from inference.onnx_backend import ModelInfo, OnnxForward, load_onnx_predictor, onnx_forward
 from squeeze_net import SqueezeNet
-from trainer import predict
-from trainer.backends import ModelInfo, OnnxForward, load_onnx_predictor, onnx_forward
 from trainer.errors import ModelFileError
-from trainer.export import export_onnx, sample_images
 from trainer.extras import MissingExtraError
 
 EXTRA = 'needs the ONNX extras (make install-extras)'
@@ -51,7 +51,7 @@ def images():
 
 def test_predictions_equal_the_chainer_backends(run, images):
     folder, onnx_path = run
-    chainer_predictor = predict.load_predictor(folder / 'model.npz')
+    chainer_predictor = inference.load_predictor(folder / 'model.npz')
     onnx_predictor = load_onnx_predictor(onnx_path)
     assert onnx_predictor.labels == chainer_predictor.labels
     assert (onnx_predictor.preset, onnx_predictor.name) == ('32', 'squeezenet')
@@ -71,7 +71,7 @@ def test_classify_files_through_onnx(run, tmp_path, images):
     results = load_onnx_predictor(onnx_path).classify_files(
         [tmp_path / 'a.png', tmp_path / 'b.txt']
     )
-    assert len(results[0].predictions) == predict.DEFAULT_TOP and results[0].error is None
+    assert len(results[0].predictions) == inference.DEFAULT_TOP and results[0].error is None
     assert results[1].predictions is None and results[1].error
 
 
