@@ -20,6 +20,7 @@ import numpy as np
 from inference.predictor import Predictor
 from trainer.errors import ModelFileError
 from trainer.extras import require
+from trainer.run_folder import check_record
 
 INPUT = 'images'
 OUTPUT = 'logits'
@@ -161,17 +162,13 @@ def load_onnx_predictor(
     """An ``inference.Predictor`` answering from an exported ``.onnx`` file.
 
     ``arch``, ``dataset`` and ``preset`` are read from the file's metadata; a given value
-    that contradicts it is refused with one line, as ``load_predictor`` does for run.json.
+    that contradicts it is refused with one line (``trainer.run_folder.check_record``, the
+    same check as for run.json).
     """
     forward, info = onnx_forward(path, threads)
-    for name, given, recorded in (
-        ('arch', arch, info.arch),
-        ('dataset', dataset, info.dataset),
-        ('preset', preset, info.preset),
-    ):
-        if given is not None and given != recorded:
-            raise ModelFileError(
-                f'--{name} {given}: {path} was exported from a model trained with {name} '
-                f'{recorded}; leave --{name} out to use it'
-            )
+    check_record(
+        {'arch': arch, 'dataset': dataset, 'preset': preset},
+        {'arch': info.arch, 'dataset': info.dataset, 'preset': info.preset},
+        f'the metadata of {path}',
+    )
     return Predictor(forward, info.labels, info.preset, name=info.arch)

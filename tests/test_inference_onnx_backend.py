@@ -117,6 +117,20 @@ def test_a_setting_contradicting_the_metadata_is_refused(run):
     assert load_onnx_predictor(onnx_path, arch='squeezenet', dataset='cifar10').preset == '32'
 
 
+def test_the_metadata_and_run_json_are_checked_alike(run):
+    folder, onnx_path = run  # one check (trainer.run_folder.check_record), two records
+    refusals = []
+    for path, backend in ((folder / 'model.npz', 'chainer'), (onnx_path, 'onnx')):
+        with pytest.raises(ModelFileError) as error:
+            inference.load_predictor(path, dataset='cifar100', backend=backend)
+        refusals.append(str(error.value))
+    npz, onnx = (message.split(' says ') for message in refusals)
+    assert npz[0] == f'--dataset cifar100: {folder / "run.json"}'
+    assert onnx[0] == f'--dataset cifar100: the metadata of {onnx_path}'
+    expected = 'this model was trained with dataset cifar10; leave --dataset out to use it'
+    assert npz[1] == onnx[1] == expected
+
+
 def test_a_foreign_onnx_model_is_refused(tmp_path):
     onnx = pytest.importorskip('onnx', reason=EXTRA)
     pytest.importorskip('onnxruntime', reason=EXTRA)
