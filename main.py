@@ -15,9 +15,9 @@ import sys
 
 import numpy as np
 
+import inference
+import serving
 import trainer
-import trainer.predict
-import trainer.serve
 from trainer import registry
 
 INTERRUPTED = 130  # the shell's status for Ctrl-C (128 + SIGINT)
@@ -52,11 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def predict(argv: list[str]) -> int:
     """Print the top classes of each image; exit status 1 if any input failed."""
-    args = trainer.cli.build_predict_parser('main.py predict').parse_args(argv)
+    args = inference.build_predict_parser('main.py predict').parse_args(argv)
     try:
-        predictor = trainer.predict.load_predictor(
-            args.model, args.arch, args.dataset, args.preset, args.gpu, args.backend
-        )
+        predictor = inference.load_from_args(args)
     except trainer.UserError as error:
         return _fail(error)
     results = predictor.classify_files(args.images, args.top)
@@ -64,21 +62,19 @@ def predict(argv: list[str]) -> int:
         if result.error is not None:
             print(f'error: {result.source}: {result.error}', file=sys.stderr)
         elif not args.json:
-            print(trainer.predict.format_text(result))
+            print(inference.format_text(result))
     if args.json:
-        print(trainer.predict.format_json(results))
+        print(inference.format_json(results))
     return 0 if all(result.error is None for result in results) else 1
 
 
 def serve(argv: list[str]) -> int:
     """Answer POST /predict and GET /health until interrupted."""
-    args = trainer.serve.build_parser('main.py serve').parse_args(argv)
+    args = serving.build_parser('main.py serve').parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
     try:
-        predictor = trainer.predict.load_predictor(
-            args.model, args.arch, args.dataset, args.preset, args.gpu, args.backend
-        )
-        server = trainer.serve.make_server(
+        predictor = inference.load_from_args(args)
+        server = serving.make_server(
             predictor,
             args.host,
             args.port,
@@ -90,17 +86,17 @@ def serve(argv: list[str]) -> int:
         )
     except trainer.UserError as error:
         return _fail(error)
-    trainer.serve.run(server)
+    serving.run(server)
     return 0
 
 
 def export(argv: list[str]) -> int:
     """Write an ONNX file of a trained model, checked against Chainer's logits first."""
-    args = trainer.cli.build_export_parser('main.py export').parse_args(argv)
+    args = inference.build_export_parser('main.py export').parse_args(argv)
     try:
-        from trainer.export import export_onnx  # the extras, only when asked for
-
-        result = export_onnx(args.model, args.output, args.arch, args.dataset, args.preset)
+        result = inference.export_onnx(
+            args.model, args.output, args.arch, args.dataset, args.preset
+        )
     except trainer.UserError as error:
         return _fail(error)
     info = result.info

@@ -34,12 +34,12 @@ import chainer
 import numpy as np
 
 from benchmarks.speed import blas_threads, fast_path_environment, summarize
+from inference.export import export_onnx
+from inference.onnx_backend import OnnxForward, default_threads
+from inference.predictor import ChainerForward
 from squeeze_net import SqueezeNet
-from trainer.backends import OnnxForward, default_threads
 from trainer.environment import cpu_name, version
 from trainer.errors import UserError
-from trainer.export import export_onnx
-from trainer.predict import ChainerForward
 from trainer.transforms import make_transforms
 
 N_CLASSES = 10

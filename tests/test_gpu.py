@@ -141,13 +141,13 @@ def test_serve_on_the_gpu(tmp_path, data):
 
     from PIL import Image
 
-    import trainer.predict
-    import trainer.serve
+    import inference
+    import serving
 
     out = tmp_path / 'run'
     assert main.main(argv(out, data, '-e', '1')) == 0
-    predictor = trainer.predict.load_predictor(out / 'model.npz', gpu=0)
-    server = trainer.serve.make_server(predictor, '127.0.0.1', 0)
+    predictor = inference.load_predictor(out / 'model.npz', gpu=0)
+    server = serving.make_server(predictor, '127.0.0.1', 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -1,4 +1,5 @@
-"""The packages' boundaries: the model never loads the trainer; one recipe everywhere."""
+"""The packages' boundaries: the model never loads the trainer, nor the trainer inference or
+serving; one recipe everywhere."""
 
 import dataclasses
 import inspect
@@ -29,6 +30,17 @@ def test_the_model_packages_do_not_import_the_trainer(package):
     modules = loaded_after(f'import {package}')
     assert not [name for name in modules if name == 'trainer' or name.startswith('trainer.')]
     assert 'chainer_compat' in modules
+
+
+@pytest.mark.parametrize(
+    'package, above',
+    [('trainer', ['inference', 'serving']), ('inference', ['serving'])],
+)
+def test_a_package_does_not_import_the_packages_above_it(package, above):
+    # serving -> inference -> trainer, never back: the trainer knows nothing of prediction
+    modules = loaded_after(f'import {package}')
+    assert package in modules
+    assert not [m for m in modules for top in above if m == top or m.startswith(f'{top}.')]
 
 
 def test_the_recipe_is_frozen_and_documented():

@@ -2,9 +2,9 @@
 
 ``train(model, options, **overrides)`` trains any ``chainer.Link`` mapping images to logits
 with the reference recipe (``RECIPE``) in a run folder (``trainer.run_folder``);
-``parse_args`` gives its command line. Prediction (``trainer.predict``) and the HTTP service
-(``trainer.serve``) use the models it writes. Every error a user can cause is a
-``UserError`` with a one-line message.
+``parse_args`` gives its command line. Prediction (the ``inference`` package) and the HTTP
+service (``serving``) use the models it writes; the trainer imports neither. Every error a
+user can cause is a ``UserError`` with a one-line message.
 """
 
 import chainer_compat  # noqa: F401  (first: lets Chainer import on current stacks)

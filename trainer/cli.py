@@ -1,4 +1,4 @@
-"""The command lines: the reference training flags, and the model flags of predict and serve.
+"""The training command line: the reference flags, validated.
 
 Values are checked by ``trainer.validators`` as they are parsed; the training Namespace is
 converted once into ``TrainOptions``, whose cross-checks become the parser's one-line error.
@@ -13,7 +13,6 @@ from trainer import registry, validators
 from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS
 from trainer.options import OptionError, TrainOptions, default_workers
-from trainer.predict import BACKENDS
 from trainer.recipe import RECIPE
 from trainer.transforms import PRESETS
 
@@ -180,87 +179,3 @@ def parse_args(
         return TrainOptions.make(args)
     except OptionError as error:
         parser.error(str(error))
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of predict and serve that say which model to load and how it was trained.
-
-    ``--arch``, ``--dataset`` and ``--preset`` default to what the run's ``run.json`` beside
-    the weights says (else squeezenet, cifar10, 122); a flag that contradicts it is refused.
-    """
-    add = parser.add_argument
-    add(
-        '-m',
-        '--model',
-        required=True,
-        help='model.npz or snapshot_epoch_N written by training; with --backend onnx, a '
-        'model.onnx written by main.py export',
-    )
-    add(
-        '--backend',
-        choices=BACKENDS,
-        default='chainer',
-        help='chainer: the weights in Chainer; onnx: an exported model in ONNX Runtime, on '
-        'the CPU (needs `make install-extras`)',
-    )
-    add(
-        '--preset',
-        choices=PRESETS,
-        help="the preset the model was trained with (default: the run's, else 122): its test "
-        'transform is applied after resizing each image to 32x32',
-    )
-    add(
-        '--dataset',
-        choices=sorted(DATASETS),
-        help="the class names (default: the run's, else cifar10)",
-    )
-    add('--arch', help="the model (default: the run's, else squeezenet); see main.py --help")
-    add(
-        '-g',
-        '--gpu',
-        type=validators.argtype(validators.integer, -1),
-        default=-1,
-        help='GPU id, -1 for the CPU',
-    )
-    add('--top', type=_positive, default=3, help='classes to show per image')
-
-
-def build_predict_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The command line of ``predict``: a model and image files."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description='Print the most probable classes of each image file (any size, PNG or '
-        'JPEG, any colour mode): resized to 32x32 like CIFAR, then preprocessed like the test '
-        'set. Exit status 1 if any input failed.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_model_arguments(parser)
-    parser.add_argument('images', nargs='+', help='image files')
-    parser.add_argument('--json', action='store_true', help='print a JSON list instead of lines')
-    return parser
-
-
-def build_export_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The command line of ``export``: weights in, an ONNX file out."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description='Export a trained model to ONNX (onnx-chainer), checked against Chainer '
-        'before it is written; predict and serve run it with --backend onnx. Needs '
-        '`make install-extras`.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add = parser.add_argument
-    add('-m', '--model', required=True, help='model.npz or snapshot_epoch_N written by training')
-    add('-o', '--output', required=True, help='the ONNX file to write')
-    add(
-        '--preset',
-        choices=PRESETS,
-        help="the preset the model was trained with (default: the run's, else 122)",
-    )
-    add(
-        '--dataset',
-        choices=sorted(DATASETS),
-        help="the class names (default: the run's, else cifar10)",
-    )
-    add('--arch', help="the model (default: the run's, else squeezenet)")
-    return parser

@@ -325,18 +325,28 @@ def model_settings(
     """
     record = read_record_beside(path)
     recorded = record['settings'] if record else {}
-    resolved = []
-    for name, given in (('arch', arch), ('dataset', dataset), ('preset', preset)):
-        if name not in recorded:
-            resolved.append(MODEL_DEFAULTS[name] if given is None else given)
-            continue
-        if given is not None and given != recorded[name]:
+    given = {'arch': arch, 'dataset': dataset, 'preset': preset}
+    check_record(given, recorded, Path(path).parent / RUN_FILE)
+    return tuple(
+        recorded.get(name, MODEL_DEFAULTS[name] if value is None else value)
+        for name, value in given.items()
+    )
+
+
+def check_record(given: dict[str, str | None], recorded: dict, source: str | os.PathLike) -> None:
+    """Refuse a flag that contradicts the record a model was saved with (ModelFileError).
+
+    The one check of "a setting given on the command line must agree with the run's
+    record", for ``run.json`` and for an exported file's metadata alike: ``given`` maps a
+    setting (``arch``, ``dataset``, ``preset``) to its flag's value (None: not given),
+    ``recorded`` to what ``source`` says; a setting missing from the record passes.
+    """
+    for name, value in given.items():
+        if value is not None and name in recorded and value != recorded[name]:
             raise ModelFileError(
-                f'--{name} {given}: {Path(path).parent / RUN_FILE} says this model was trained '
-                f'with {name} {recorded[name]}; leave --{name} out to use it'
+                f'--{name} {value}: {source} says this model was trained with {name} '
+                f'{recorded[name]}; leave --{name} out to use it'
             )
-        resolved.append(recorded[name])
-    return tuple(resolved)
 
 
 def _parse_record(path: Path) -> dict:

@@ -1,4 +1,4 @@
-"""trainer.serve under load and hostile clients: slow, idle, many, bombs (loopback only).
+"""serving under load and hostile clients: slow, idle, many, bombs (loopback only).
 
 Every loop here is bounded in count and time. The memory test runs ``main.py serve`` in a
 subprocess, which reads its own peak RSS (logged when it stops).
@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import inference
+import serving
 from benchmarks.serve_load import OVER_LIMIT, UNDER_LIMIT, ServerProcess, png_bomb
+from inference.images import BYTES_PER_PIXEL
 from squeeze_net import SqueezeNet
-from trainer import predict, serve
-from trainer.images import BYTES_PER_PIXEL
 
 TIMEOUT = 1.5  # the request deadline of the fixture's server, seconds
 IDLE = 0.5  # its keep-alive idle timeout
@@ -28,11 +29,11 @@ IDLE = 0.5  # its keep-alive idle timeout
 
 @pytest.fixture(scope='module')
 def predictor():
-    return predict.Predictor(SqueezeNet(10), [str(i) for i in range(10)], preset='32')
+    return inference.Predictor(SqueezeNet(10), [str(i) for i in range(10)], preset='32')
 
 
 def start(predictor, **options):
-    server = serve.make_server(predictor, '127.0.0.1', 0, **options)
+    server = serving.make_server(predictor, '127.0.0.1', 0, **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread
@@ -138,7 +139,7 @@ def test_slow_clients_hold_no_worker_and_do_not_delay_others(server):
         status, reply = post(server, png())
         assert status == 200 and len(reply['predictions']) == 3
         assert time.monotonic() - began < TIMEOUT / 2
-        assert len(workers) <= serve.WORKERS  # threads are the pool's, not one per client
+        assert len(workers) <= serving.WORKERS  # threads are the pool's, not one per client
         for sock in slow:  # each slow client is refused at its deadline
             assert status_and_error(read_all(sock))[0] == 408
     finally:
@@ -276,4 +277,4 @@ def test_concurrent_images_share_forward_passes(predictor):
         del predictor.probabilities
         stop(server, thread)
     assert statuses == [200] * 64
-    assert sum(sizes) == 64 and len(sizes) < 64 and max(sizes) <= predict.BATCH
+    assert sum(sizes) == 64 and len(sizes) < 64 and max(sizes) <= inference.BATCH

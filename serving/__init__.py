@@ -1,4 +1,4 @@
-"""The predictions of ``trainer.predict`` over HTTP, standard library only.
+"""Serving: the predictions of ``inference`` over HTTP, standard library only.
 
     GET  /                                        the web page: pick or drop an image
     POST /predict[?top=K]  body: the image bytes -> {"predictions": [{"label", "probability"}]}
@@ -9,12 +9,15 @@ Every error is JSON ``{"error": "..."}`` with its status: 400 bad image, query o
 method, 408 request not received in time, 411 no Content-Length, 413 body or decoded image
 over the limit, 414/431 request line or headers too long, 501 unknown method, 503 busy,
 505 not HTTP/1.x. ``server`` says how memory and time are bounded; ``protocol`` reads
-requests; ``page/`` is the web page.
+requests; ``page/`` is the web page; ``cli`` is the command line of ``main.py serve``.
+Built on ``inference`` (the Predictor, image decoding), which imports nothing from here.
 """
 
-from trainer.errors import ServeError
-from trainer.serve.cli import build_parser
-from trainer.serve.server import (
+import chainer_compat  # noqa: F401  (first: lets Chainer import on current stacks)
+
+# isort: split
+from serving.cli import build_parser
+from serving.server import (
     IDLE_TIMEOUT,
     MAX_BYTES,
     MAX_CONNECTIONS,
@@ -26,6 +29,7 @@ from trainer.serve.server import (
     peak_rss,
     run,
 )
+from trainer.errors import ServeError
 
 __all__ = [
     'IDLE_TIMEOUT',

@@ -1,10 +1,10 @@
 """Classify images with a trained model, preprocessed exactly as the test set was.
 
-Each image is first made CIFAR-like (``trainer.images.to_cifar``: 32x32 RGB), then the
+Each image is first made CIFAR-like (``inference.images.to_cifar``: 32x32 RGB), then the
 preset's test transform runs on it unchanged (``make_transforms(preset)[1]``: resize to 128
-for '122', keep 32 for '32', normalize). The weights come from either file the trainer
-writes (``model.npz`` or a ``snapshot_epoch_N``, see ``trainer.run_folder``); the
-architecture, class names and preset come from the ``run.json`` beside them.
+for '122', keep 32 for '32', normalize). The ``Predictor`` knows nothing of files: it is
+given a forward function (a Chainer link through ``ChainerForward``, or another backend's,
+``inference.onnx_backend``); ``inference.loading`` builds one from the files a run wrote.
 """
 
 import json
@@ -17,17 +17,12 @@ import chainer
 import numpy as np
 from PIL import Image
 
-from trainer import registry
-from trainer.datasets import DATASETS
-from trainer.devices import get_device
-from trainer.errors import DeviceError, ImageError
-from trainer.images import open_image, to_cifar
-from trainer.run_folder import load_weights, model_settings
+from inference.images import open_image, to_cifar
+from trainer.errors import ImageError
 from trainer.transforms import make_transforms
 
 DEFAULT_TOP = 3
 BATCH = 32  # images per forward pass, to bound memory for long file lists
-BACKENDS = ('chainer', 'onnx')
 
 
 @dataclass(frozen=True)
@@ -159,36 +154,6 @@ class Predictor:
             x = np.stack([self.transform((c, 0))[0] for c in cifar[start : start + BATCH]])
             probabilities.append(softmax(np.asarray(self.forward(x))))
         return np.concatenate(probabilities)
-
-
-def load_predictor(
-    path: str | os.PathLike,
-    arch: str | None = None,
-    dataset: str | None = None,
-    preset: str | None = None,
-    gpu: int = -1,
-    backend: str = 'chainer',
-) -> Predictor:
-    """A Predictor with the weights of ``path`` (``model.npz`` or a snapshot).
-
-    ``arch``, ``dataset`` and ``preset`` default to the ``run.json`` beside ``path`` (the
-    run that wrote it), else to squeezenet, cifar10 and 122; a value that contradicts the
-    record is refused. With ``backend='onnx'``, ``path`` is a ``model.onnx`` written by
-    ``trainer.export`` and run by ONNX Runtime on the CPU; its metadata is the record.
-    Raises ModelFileError (or another UserError) with one line.
-    """
-    if backend == 'onnx':
-        if gpu >= 0:
-            raise DeviceError('--backend onnx runs on the CPU: leave -g out')
-        from trainer.backends import load_onnx_predictor  # the extra, only when asked for
-
-        return load_onnx_predictor(path, arch, dataset, preset)
-    arch, dataset, preset = model_settings(path, arch, dataset, preset)
-    labels = DATASETS[dataset].label_names
-    device = get_device(gpu)
-    model = registry.build(arch, len(labels))
-    load_weights(model, path, len(labels))
-    return Predictor(model, labels, preset, device, name=arch)
 
 
 def format_text(result: Result) -> str:

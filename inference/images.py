@@ -3,7 +3,7 @@
 A user's image (any size, PNG or JPEG, any colour mode) is made to look like a CIFAR image:
 turned upright (EXIF), transparency composited over white, converted to RGB and squashed
 to 32x32 with bilinear filtering (how the CIFAR images were downsampled). The preset's
-test transform then runs on it unchanged (see ``trainer.predict``).
+test transform then runs on it unchanged (see ``inference.predictor``).
 
 Memory stays small even for huge images, because a hostile upload of a few hundred KB can
 declare billions of pixels:

@@ -2,8 +2,8 @@
 
 ``export_onnx(model_path, output)`` reads the weights of a ``model.npz`` or a
 ``snapshot_epoch_N`` and the architecture, data set and preset from the ``run.json`` beside
-them (as ``trainer.predict.load_predictor`` does), converts the model with onnx-chainer
-1.6.0 and stores that record in the file's metadata (``trainer.backends.ModelInfo``). The
+them (as ``inference.load_predictor`` does), converts the model with onnx-chainer
+1.6.0 and stores that record in the file's metadata (``inference.onnx_backend.ModelInfo``). The
 graph maps preprocessed float32 images (N, 3, H, W) to logits, like the Chainer model, with
 a dynamic batch axis; the preset's test transform stays outside it. The model is built in
 its plain composition (``fast=False`` where its factory takes it): onnx-chainer converts
@@ -27,8 +27,8 @@ from pathlib import Path
 import chainer
 import numpy as np
 
+from inference.onnx_backend import INPUT, OUTPUT, ModelInfo, OnnxForward
 from trainer import registry
-from trainer.backends import INPUT, OUTPUT, ModelInfo, OnnxForward
 from trainer.datasets import DATASETS
 from trainer.environment import git_commit
 from trainer.errors import UserError

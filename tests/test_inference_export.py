@@ -1,4 +1,4 @@
-"""trainer.export: ONNX files that reproduce Chainer's logits, their metadata, the refusals."""
+"""inference.export: ONNX files that reproduce Chainer's logits, their metadata, the refusals."""
 
 import sys
 
@@ -8,10 +8,10 @@ import pytest
 from conftest import write_cifar10
 
 import trainer
+from inference.export import CHECK_BATCHES, ExportError, export_onnx, sample_images
 from squeeze_net import SqueezeNet
 from trainer import registry
 from trainer.errors import ModelFileError
-from trainer.export import CHECK_BATCHES, ExportError, export_onnx, sample_images
 from trainer.extras import MissingExtraError
 from trainer.run_folder import load_weights
 

@@ -1,4 +1,4 @@
-"""trainer.serve over loopback: routes, status codes, limits, and answers equal to predict's."""
+"""serving over loopback: routes, status codes, limits, and answers equal to predict's."""
 
 import http.client
 import io
@@ -12,22 +12,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import inference
+import serving
+from inference.images import open_image
 from squeeze_net import SqueezeNet
-from trainer import predict, serve
 from trainer.datasets import CIFAR10_NAMES
-from trainer.images import open_image
 
 MAX_BYTES = 20_000
 
 
 @pytest.fixture(scope='module')
 def predictor():
-    return predict.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
+    return inference.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
 
 
 @pytest.fixture(scope='module')
 def server(predictor):
-    server = serve.make_server(predictor, '127.0.0.1', 0, max_bytes=MAX_BYTES)
+    server = serving.make_server(predictor, '127.0.0.1', 0, max_bytes=MAX_BYTES)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -66,9 +67,9 @@ def test_health(server):
         'classes': 10,
         'labels': list(CIFAR10_NAMES),
         'preset': '32',
-        'top': predict.DEFAULT_TOP,
+        'top': inference.DEFAULT_TOP,
         'max_bytes': MAX_BYTES,
-        'max_pixels': serve.MAX_PIXELS,
+        'max_pixels': serving.MAX_PIXELS,
     }
 
 
@@ -76,9 +77,9 @@ def test_predict_a_png(server, predictor):
     status, reply, headers = call(server, '/predict', png())
     assert status == 200 and headers['Content-Type'] == 'application/json'
     predictions = reply['predictions']
-    assert len(predictions) == predict.DEFAULT_TOP
+    assert len(predictions) == inference.DEFAULT_TOP
     assert [set(p) for p in predictions] == [{'label', 'probability'}] * 3
-    direct = predictor.predict([open_image(png())], predict.DEFAULT_TOP)[0]
+    direct = predictor.predict([open_image(png())], inference.DEFAULT_TOP)[0]
     assert predictions == [{'label': p.label, 'probability': p.probability} for p in direct]
 
 
@@ -203,14 +204,14 @@ def test_keep_alive_serves_several_requests_on_one_connection(server):
 
 
 def test_busy_port_gives_a_clear_error(server, predictor):
-    with pytest.raises(serve.ServeError, match=r'cannot listen on 127\.0\.0\.1:\d+ \('):
-        serve.make_server(predictor, '127.0.0.1', server.server_address[1])
+    with pytest.raises(serving.ServeError, match=r'cannot listen on 127\.0\.0\.1:\d+ \('):
+        serving.make_server(predictor, '127.0.0.1', server.server_address[1])
 
 
 def test_parser_checks_port_and_limit():
-    parser = serve.build_parser()
+    parser = serving.build_parser()
     args = parser.parse_args(['-m', 'model.npz'])
-    assert (args.host, args.port, args.max_bytes) == ('127.0.0.1', 8000, serve.MAX_BYTES)
+    assert (args.host, args.port, args.max_bytes) == ('127.0.0.1', 8000, serving.MAX_BYTES)
     for flags in (['--port', '70000'], ['--max-bytes', '0']):
         with pytest.raises(SystemExit):
             parser.parse_args(['-m', 'model.npz', *flags])

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import inference
+import serving
+from inference.images import open_image
 from squeeze_net import SqueezeNet
-from trainer import predict, serve
 from trainer.datasets import CIFAR10_NAMES
-from trainer.images import open_image
 
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 CHROMEDRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'
@@ -55,12 +56,12 @@ pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or '')
 
 @pytest.fixture(scope='module')
 def predictor():
-    return predict.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
+    return inference.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
 
 
 @pytest.fixture(scope='module')
 def server(predictor):
-    server = serve.make_server(predictor, '127.0.0.1', 0)
+    server = serving.make_server(predictor, '127.0.0.1', 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server

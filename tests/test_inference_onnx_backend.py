@@ -1,4 +1,4 @@
-"""trainer.backends: the ONNX Runtime backend answers as the Chainer backend does."""
+"""inference.onnx_backend: the ONNX Runtime backend answers as the Chainer backend does."""
 
 import json
 import sys
@@ -9,12 +9,12 @@ import pytest
 from conftest import write_cifar10
 from PIL import Image
 
+import inference
 import trainer
+from inference.export import export_onnx, sample_images
+from inference.onnx_backend import ModelInfo, OnnxForward, load_onnx_predictor, onnx_forward
 from squeeze_net import SqueezeNet
-from trainer import predict
-from trainer.backends import ModelInfo, OnnxForward, load_onnx_predictor, onnx_forward
 from trainer.errors import ModelFileError
-from trainer.export import export_onnx, sample_images
 from trainer.extras import MissingExtraError
 
 EXTRA = 'needs the ONNX extras (make install-extras)'
@@ -51,7 +51,7 @@ def images():
 
 def test_predictions_equal_the_chainer_backends(run, images):
     folder, onnx_path = run
-    chainer_predictor = predict.load_predictor(folder / 'model.npz')
+    chainer_predictor = inference.load_predictor(folder / 'model.npz')
     onnx_predictor = load_onnx_predictor(onnx_path)
     assert onnx_predictor.labels == chainer_predictor.labels
     assert (onnx_predictor.preset, onnx_predictor.name) == ('32', 'squeezenet')
@@ -71,7 +71,7 @@ def test_classify_files_through_onnx(run, tmp_path, images):
     results = load_onnx_predictor(onnx_path).classify_files(
         [tmp_path / 'a.png', tmp_path / 'b.txt']
     )
-    assert len(results[0].predictions) == predict.DEFAULT_TOP and results[0].error is None
+    assert len(results[0].predictions) == inference.DEFAULT_TOP and results[0].error is None
     assert results[1].predictions is None and results[1].error
 
 
@@ -115,6 +115,20 @@ def test_a_setting_contradicting_the_metadata_is_refused(run):
     with pytest.raises(ModelFileError, match='--preset 122: .* with preset 32'):
         load_onnx_predictor(onnx_path, preset='122')
     assert load_onnx_predictor(onnx_path, arch='squeezenet', dataset='cifar10').preset == '32'
+
+
+def test_the_metadata_and_run_json_are_checked_alike(run):
+    folder, onnx_path = run  # one check (trainer.run_folder.check_record), two records
+    refusals = []
+    for path, backend in ((folder / 'model.npz', 'chainer'), (onnx_path, 'onnx')):
+        with pytest.raises(ModelFileError) as error:
+            inference.load_predictor(path, dataset='cifar100', backend=backend)
+        refusals.append(str(error.value))
+    npz, onnx = (message.split(' says ') for message in refusals)
+    assert npz[0] == f'--dataset cifar100: {folder / "run.json"}'
+    assert onnx[0] == f'--dataset cifar100: the metadata of {onnx_path}'
+    expected = 'this model was trained with dataset cifar10; leave --dataset out to use it'
+    assert npz[1] == onnx[1] == expected
 
 
 def test_a_foreign_onnx_model_is_refused(tmp_path):

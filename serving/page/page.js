@@ -1,4 +1,4 @@
-// The page of trainer.serve: pick, drop or paste an image, preview it, POST it to
+// The page of serving: pick, drop or paste an image, preview it, POST it to
 // /predict and draw the top classes as bars. No libraries: it must work offline.
 'use strict';
 

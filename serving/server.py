@@ -9,7 +9,7 @@ pass over 32 images costs about what 3 single ones do). Memory is bounded at eac
 - the request head (64 KiB) and body (``max_bytes``) of at most ``max_connections``
   connections, bodies held at once within UPLOAD_MEMORY (a request waits for its share);
 - decoding: at most ``workers`` images at once, each within ``max_pixels`` read from its
-  header before decoding (``trainer.images``), so about
+  header before decoding (``inference.images``), so about
   ``workers * max_pixels * BYTES_PER_PIXEL`` in all; freed heap pages go back to the
   system after a large image (glibc's malloc_trim).
 
@@ -37,12 +37,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from inference.images import BYTES_PER_PIXEL, ImageTooLargeError, open_image, to_cifar_image
+from inference.predictor import BATCH, DEFAULT_TOP, Predictor, top_k
 from layers import runtime
-from trainer import validators
-from trainer.errors import ImageError, ServeError
-from trainer.images import BYTES_PER_PIXEL, ImageTooLargeError, open_image, to_cifar_image
-from trainer.predict import BATCH, DEFAULT_TOP, Predictor, top_k
-from trainer.serve.protocol import (
+from serving.protocol import (
     KNOWN_METHODS,
     ClientGone,
     HTTPError,
@@ -52,8 +50,10 @@ from trainer.serve.protocol import (
     read_head,
     response,
 )
+from trainer import validators
+from trainer.errors import ImageError, ServeError
 
-logger = logging.getLogger('trainer.serve')
+logger = logging.getLogger('serving')
 
 MAX_BYTES = 10 * 2**20  # largest image upload, 10 MiB
 # Largest decoded image: a 7,300 x 5,500 PNG (up to 400 MB to decode); JPEGs count at the

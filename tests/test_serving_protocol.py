@@ -1,4 +1,4 @@
-"""trainer.serve at the protocol's edges, over raw sockets: every error is JSON with its status.
+"""serving at the protocol's edges, over raw sockets: every error is JSON with its status.
 
 What http.client and urllib never send (HEAD, OPTIONS, unknown methods, long or many
 headers, HTTP/2.0, conflicting lengths, a missing Host, pipelining) and the log's escaping.
@@ -16,16 +16,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import inference
+import serving
+from serving import protocol
 from squeeze_net import SqueezeNet
-from trainer import predict, serve
 from trainer.datasets import CIFAR10_NAMES
-from trainer.serve import protocol
 
 
 @pytest.fixture(scope='module')
 def server():
-    predictor = predict.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
-    server = serve.make_server(predictor, '127.0.0.1', 0, idle_timeout=5)
+    predictor = inference.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
+    server = serving.make_server(predictor, '127.0.0.1', 0, idle_timeout=5)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -219,11 +220,11 @@ def test_the_page_and_its_files(server, path, kind, text):
 
 
 def test_control_characters_are_escaped_in_the_log(server, caplog):
-    caplog.set_level(logging.INFO, logger='trainer.serve')
+    caplog.set_level(logging.INFO, logger='serving')
     data = b'GET /\x1b[2J\r\x00fake\x9b\\ HTTP/1.1\r\nHost: x\r\n\r\n'
     assert_json_error(send(server, data), 400, 'bad request target')
     for _ in range(100):  # the server logs a reply just after sending it
-        lines = [r.getMessage() for r in caplog.records if r.name == 'trainer.serve']
+        lines = [r.getMessage() for r in caplog.records if r.name == 'serving']
         if any('fake' in line for line in lines):
             break
         time.sleep(0.05)

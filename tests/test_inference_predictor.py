@@ -1,4 +1,4 @@
-"""trainer.predict and `main.py predict`: weights of both file kinds, preprocessing, errors."""
+"""inference.predictor and `main.py predict`: weights of both file kinds, preprocessing, errors."""
 
 import json
 
@@ -9,13 +9,13 @@ import pytest
 from conftest import write_cifar10
 from PIL import Image
 
+import inference
 import main
 import trainer
+from inference.images import open_image, to_cifar
 from squeeze_net import SqueezeNet
-from trainer import predict
 from trainer.datasets import CIFAR10_NAMES, CIFAR100_NAMES
 from trainer.errors import ModelFileError
-from trainer.images import open_image, to_cifar
 from trainer.run_folder import load_weights
 from trainer.transforms import make_transforms
 
@@ -65,7 +65,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def predictor(run):
-    return predict.load_predictor(run / 'model.npz', preset='32')
+    return inference.load_predictor(run / 'model.npz', preset='32')
 
 
 def cli(capsys, *argv):
@@ -99,7 +99,7 @@ def test_model_file_and_snapshot_give_the_same_answer(run, files):
     assert load_weights(models[0], run / 'model.npz') == 'model'
     assert load_weights(models[1], run / 'snapshot_epoch_1') == 'snapshot'
     image = open_image(files['photo.jpg'])
-    p = [predict.Predictor(m, CIFAR10_NAMES).probabilities([image]) for m in models]
+    p = [inference.Predictor(m, CIFAR10_NAMES).probabilities([image]) for m in models]
     np.testing.assert_array_equal(p[0], p[1])
 
 
@@ -117,7 +117,7 @@ def test_preprocessing_is_the_test_transform_of_the_32x32_image(files, preset):
     image = Image.open(files['photo.jpg'])
     cifar = np.asarray(image.resize((32, 32), Image.BILINEAR)).transpose(2, 0, 1)
     expected = make_transforms(preset)[1]((cifar, 0))[0]
-    x = predict.preprocess(image, preset)
+    x = inference.preprocess(image, preset)
     assert x.dtype == np.float32
     assert x.shape == {'122': (3, 128, 128), '32': (3, 32, 32)}[preset]
     np.testing.assert_array_equal(x, expected)
@@ -126,7 +126,7 @@ def test_preprocessing_is_the_test_transform_of_the_32x32_image(files, preset):
 def test_a_cifar_image_saved_as_png_is_preprocessed_like_the_test_set(tmp_path, rng):
     cifar = rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)
     Image.fromarray(cifar.transpose(1, 2, 0)).save(tmp_path / 'cifar.png')
-    x = predict.preprocess(open_image(tmp_path / 'cifar.png'), '122')
+    x = inference.preprocess(open_image(tmp_path / 'cifar.png'), '122')
     np.testing.assert_array_equal(x, make_transforms('122')[1]((cifar, 0))[0])
 
 
@@ -156,9 +156,9 @@ def test_every_image_kind_is_classified(predictor, files):
 
 
 def test_long_file_lists_are_batched(predictor, files):
-    paths = [files['rgb.png'], files['grey.png']] * (predict.BATCH // 2 + 3)
+    paths = [files['rgb.png'], files['grey.png']] * (inference.BATCH // 2 + 3)
     results = predictor.classify_files(paths, top=10)
-    assert len(results) == len(paths) > predict.BATCH
+    assert len(results) == len(paths) > inference.BATCH
     for i, result in enumerate(results):  # the same answers in the first and the last batch
         first = results[i % 2].predictions
         assert [p.label for p in result.predictions] == [p.label for p in first]
@@ -173,7 +173,7 @@ def test_cli_prints_one_line_per_image(run, files, capsys):
     lines = out.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(f'{files["rgb.png"]}: ')
-    assert len(lines[0].split(', ')) == predict.DEFAULT_TOP
+    assert len(lines[0].split(', ')) == inference.DEFAULT_TOP
 
 
 def test_cli_bad_inputs_get_an_error_line_and_the_rest_are_classified(run, files, capsys):
@@ -280,9 +280,9 @@ def test_cli_rejects_bad_flags(run, files, capsys):
 
 def test_top_k_is_stable_and_clamped():
     p = np.array([0.1, 0.4, 0.1, 0.4])
-    top = predict.top_k(p, 'abcd', 10)
+    top = inference.top_k(p, 'abcd', 10)
     assert [x.label for x in top] == ['b', 'd', 'a', 'c']
-    np.testing.assert_allclose(predict.softmax(np.array([[0.0, 1000.0]])), [[0, 1]])
+    np.testing.assert_allclose(inference.softmax(np.array([[0.0, 1000.0]])), [[0, 1]])
 
 
 def test_training_command_line_is_unchanged(capsys):

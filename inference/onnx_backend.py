@@ -1,9 +1,9 @@
 """Forward passes other than Chainer's: an exported ONNX model run by ONNX Runtime.
 
-``OnnxForward`` is a ``trainer.predict.Predictor`` backend (a numpy batch (N, 3, H, W) of
-preprocessed float32 images in, numpy logits out), so ``predict`` and ``serve`` give the
+``OnnxForward`` is an ``inference.predictor.Predictor`` backend (a numpy batch (N, 3, H, W)
+of preprocessed float32 images in, numpy logits out), so ``predict`` and ``serve`` give the
 same answers from a ``model.onnx`` as from the ``model.npz`` it was exported from
-(``trainer.export``). Preprocessing stays outside the graph: the preset, class names and
+(``inference.export``). Preprocessing stays outside the graph: the preset, class names and
 architecture come from the file's metadata (``ModelInfo``), written by the export.
 ONNX Runtime is an optional extra, imported only here and only when used.
 """
@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.predictor import Predictor
 from trainer.errors import ModelFileError
 from trainer.extras import require
-from trainer.predict import Predictor
+from trainer.run_folder import check_record
 
 INPUT = 'images'
 OUTPUT = 'logits'
-PRODUCER = 'squeezenet-chainer trainer.export'
+PRODUCER = 'squeezenet-chainer inference.export'
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def onnx_forward(
 ) -> tuple[OnnxForward, ModelInfo]:
     """The forward function of an exported ``.onnx`` file and its metadata.
 
-    For ``trainer.predict.Predictor(forward, info.labels, info.preset, name=info.arch)``.
+    For ``inference.Predictor(forward, info.labels, info.preset, name=info.arch)``.
     Raises ModelFileError (missing, foreign or unreadable file) or MissingExtraError
     (ONNX Runtime not installed), each one line.
     """
@@ -158,20 +159,16 @@ def load_onnx_predictor(
     preset: str | None = None,
     threads: int | None = None,
 ) -> Predictor:
-    """A ``trainer.predict.Predictor`` answering from an exported ``.onnx`` file.
+    """An ``inference.Predictor`` answering from an exported ``.onnx`` file.
 
     ``arch``, ``dataset`` and ``preset`` are read from the file's metadata; a given value
-    that contradicts it is refused with one line, as ``load_predictor`` does for run.json.
+    that contradicts it is refused with one line (``trainer.run_folder.check_record``, the
+    same check as for run.json).
     """
     forward, info = onnx_forward(path, threads)
-    for name, given, recorded in (
-        ('arch', arch, info.arch),
-        ('dataset', dataset, info.dataset),
-        ('preset', preset, info.preset),
-    ):
-        if given is not None and given != recorded:
-            raise ModelFileError(
-                f'--{name} {given}: {path} was exported from a model trained with {name} '
-                f'{recorded}; leave --{name} out to use it'
-            )
+    check_record(
+        {'arch': arch, 'dataset': dataset, 'preset': preset},
+        {'arch': info.arch, 'dataset': info.dataset, 'preset': info.preset},
+        f'the metadata of {path}',
+    )
     return Predictor(forward, info.labels, info.preset, name=info.arch)
