@@ -3,8 +3,8 @@
 A net is a composition of these units and functions with one ``forward``, written on
 (N, C, H, W) activations. Converting the input with ``channels_last`` where it enters the
 net makes every unit after it run NHWC kernels on the CPU (``layers.layout``); on CuPy
-arrays, or within ``fast_path(False)``, the same units run Chainer's plain functions. Parameters are Chainer's
-own links either way, so snapshots load on both paths.
+arrays, or within ``fast_path(False)``, the same units run Chainer's plain functions.
+Parameters are Chainer's own links either way, so snapshots load on both paths.
 
 Importing ``layers`` has no process-wide effect: Numba, its threads and the allocator
 set-up (``layers.runtime``) start when a unit first takes the fast path.

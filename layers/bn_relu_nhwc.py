@@ -99,9 +99,7 @@ class BNReLUNHWC(function_node.FunctionNode):
             for g in grad_outputs[:count]
         )
         mean = self.mean.astype(x.dtype)
-        sum_g, sum_gx = kernels.bn_relu_grad_sums(
-            gys, x2, mean, self.scale, self.shift, self.relu
-        )
+        sum_g, sum_gx = kernels.bn_relu_grad_sums(gys, x2, mean, self.scale, self.shift, self.relu)
         # sum_gx is about the float32-rounded mean; correct it to the exact one
         sum_gx += (mean - self.mean) * sum_g
         ggamma = sum_gx * self.inv_std
@@ -168,9 +166,7 @@ def inference_affine(bn: chainer.links.BatchNormalization, dtype) -> tuple:
     return scale.astype(dtype), shift.astype(dtype)
 
 
-def bn_relus_nhwc(
-    bns, x: chainer.Variable, passthrough: bool = False, relu: bool = True
-) -> tuple:
+def bn_relus_nhwc(bns, x: chainer.Variable, passthrough: bool = False, relu: bool = True) -> tuple:
     """relu(bn(x)) for each ``bn`` of ``bns`` (NHWC x), in train or test mode as
     ``chainer.config.train`` says; with ``passthrough`` also x itself, last; without
     ``relu`` the batch normalizations alone.

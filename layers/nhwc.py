@@ -14,9 +14,7 @@ implement ``forward_cpu`` only, so a GPU version can later fill the same boundar
 from collections.abc import Sequence
 
 import chainer
-import chainer.functions as F
 import chainer.links as L
-import numpy as np
 
 from layers.bn_relu_nhwc import bn_nhwc, bn_relu_nhwc, bn_relus_nhwc, inference_affine
 from layers.conv_nhwc import Branch, convolutions_nhwc

@@ -79,8 +79,6 @@ def tune_allocator() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, trim))
 
 
-
-
 def return_freed_memory() -> bool:
     """For a long-running service: free memory beyond 32 MiB at the top of a heap goes back
     to the system when it is freed, instead of staying for the next training step.

@@ -39,7 +39,9 @@ class Fire(chainer.Chain):
     ) -> None:
         super().__init__()
         if bypass and in_channels != expand1 + expand3:
-            raise ValueError(f'a bypass needs {expand1 + expand3} input channels, not {in_channels}')
+            raise ValueError(
+                f'a bypass needs {expand1 + expand3} input channels, not {in_channels}'
+            )
         self.out_channels = expand1 + expand3
         self.bypass = bypass
         with self.init_scope():

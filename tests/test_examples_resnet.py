@@ -47,7 +47,7 @@ def test_fast_path_equals_plain(train, rng):
 
 def test_the_fast_forward_runs_no_plain_convolution_or_normalization(rng, monkeypatch):
     def refuse(*args, **kwargs):
-        raise AssertionError("a Chainer convolution or batch normalization ran")
+        raise AssertionError('a Chainer convolution or batch normalization ran')
 
     model = resnet20(10)
     x = rng.normal(size=(2, 3, 32, 32)).astype(np.float32)

@@ -10,7 +10,8 @@ import layers
 
 
 @pytest.mark.parametrize(
-    ('k', 's', 'p', 'cover_all'), [(3, 2, 1, True), (2, 2, 0, True), (3, 1, 1, True), (2, 2, 0, False)]
+    ('k', 's', 'p', 'cover_all'),
+    [(3, 2, 1, True), (2, 2, 0, True), (3, 1, 1, True), (2, 2, 0, False)],
 )
 def test_max_pooling(k, s, p, cover_all, rng):
     x = rng.normal(size=(2, 3, 7, 7)).round(1)  # ties
