@@ -17,8 +17,9 @@ the median with min, max and quartiles. The model takes its CPU fast path unless
 ``--torch`` runs the architecture's PyTorch peer script (same network:
 ``benchmarks/torch_squeezenet.py``, ``torch_resnet.py``, ``torch_vgg.py``) in another
 interpreter, so the project never imports torch, once with NCHW tensors and once
-``channels_last``, and reports the training and evaluation ratios against both. ``environment`` names the OpenBLAS kernel
-in use and the ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` variables it was chosen under
+``channels_last``, and reports the training and evaluation ratios against both.
+``environment`` names the OpenBLAS kernel in use and the ``OPENBLAS_CORETYPE`` /
+``OPENBLAS_L2_SIZE`` variables it was chosen under
 (the figures hold for that kernel: run again with both unset to see the other).
 """
 
