@@ -427,10 +427,12 @@ def blas_kernel() -> str | None:
 
 
 def fast_path_environment() -> dict:
-    """The fast path's threading: Numba's layer and threads (``layers.runtime`` sets them)."""
-    import numba
-
+    """The fast path's threading: Numba's layer and threads (``layers.runtime`` sets them,
+    here before Numba starts, as the model's first step would)."""
     from layers import runtime
+
+    runtime.configure()
+    import numba
 
     return {
         'numba': numba.__version__,

@@ -51,6 +51,7 @@ class BNReLUNHWC(function_node.FunctionNode):
         self.eps = eps
         self.running, self.fixed, self.passthrough = running, fixed, passthrough
         self.relu = relu
+        self.floor = 0.0 if relu else -np.inf  # the kernels' max(z, floor)
 
     def _eps(self, count: int) -> np.ndarray:
         eps = np.broadcast_to(np.asarray(self.eps, np.float64), (count,))
@@ -73,7 +74,7 @@ class BNReLUNHWC(function_node.FunctionNode):
         scale, shift = _affine(gammas, betas, mean, inv_std)
         self.scale, self.shift = scale.astype(x.dtype), shift.astype(x.dtype)
         ys = workspace.array((count, *x.shape), x.dtype)
-        kernels.scale_shift_relu(x2, self.scale, self.shift, ys.reshape(count, -1, c), self.relu)
+        kernels.scale_shift_relu(x2, self.scale, self.shift, ys.reshape(count, -1, c), self.floor)
         self.mean, self.inv_std = mean[0], inv_std
         self.retain_inputs(tuple(range(len(inputs))))
         return (*ys, x) if self.passthrough else tuple(ys)
@@ -99,7 +100,7 @@ class BNReLUNHWC(function_node.FunctionNode):
             for g in grad_outputs[:count]
         )
         mean = self.mean.astype(x.dtype)
-        sum_g, sum_gx = kernels.bn_relu_grad_sums(gys, x2, mean, self.scale, self.shift, self.relu)
+        sum_g, sum_gx = kernels.bn_relu_grad_sums(gys, x2, mean, self.scale, self.shift, self.floor)
         # sum_gx is about the float32-rounded mean; correct it to the exact one
         sum_gx += (mean - self.mean) * sum_g
         ggamma = sum_gx * self.inv_std
@@ -128,7 +129,7 @@ class BNReLUNHWC(function_node.FunctionNode):
                 d.sum(axis=0).astype(dtype),
                 np.ascontiguousarray(gpass),
                 gx.reshape(-1, c),
-                self.relu,
+                self.floor,
             )
             grads[0] = gx
         return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)

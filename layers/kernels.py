@@ -141,9 +141,10 @@ def moments(x):
 
 
 @_jit
-def scale_shift_relu(x, scale, shift, y, relu):
-    """y[j] = max(x * scale[j] + shift[j], 0) per channel, for every j, in one pass over x
-    (without the max when ``relu`` is False: a batch normalization alone).
+def scale_shift_relu(x, scale, shift, y, floor):
+    """y[j] = max(x * scale[j] + shift[j], floor) per channel, for every j, in one pass over
+    x: ``floor`` 0 is the ReLU, -inf none (a batch normalization alone; a constant select,
+    so the loop vectorizes as the ReLU's).
 
     NaN stays NaN (like ``np.maximum``). Several batch normalizations of the same x (a
     Fire module's two expands) share the read.
@@ -153,13 +154,13 @@ def scale_shift_relu(x, scale, shift, y, relu):
         for j in range(scale.shape[0]):
             for k in range(cols):
                 z = x[r, k] * scale[j, k] + shift[j, k]
-                y[j, r, k] = z if (z > 0 or z != z or not relu) else 0.0
+                y[j, r, k] = z if (z > floor or z != z) else floor
 
 
 @_jit
-def bn_relu_grad_sums(gy, x, mean, scale, shift, relu):
-    """Sums of g and g * (x - mean) per output j, g = gy[j] where its ReLU passed (all of
-    gy[j] without ``relu``), in float64.
+def bn_relu_grad_sums(gy, x, mean, scale, shift, floor):
+    """Sums of g and g * (x - mean) per output j, g = gy[j] where its ReLU passed
+    (``x * scale + shift > floor``: 0 for the ReLU, -inf for none), in float64.
 
     The ReLU's mask is recomputed from x (``x * scale + shift > 0``, the forward pass's
     float arithmetic), so the normalized outputs need not be read (nor kept).
@@ -176,14 +177,14 @@ def bn_relu_grad_sums(gy, x, mean, scale, shift, relu):
                 for k in range(cols):
                     v = x[r, k]
                     z = v * scale[j, k] + shift[j, k]
-                    g = g_j[r, k] * (1.0 if (z > 0 or not relu) else 0.0)  # 0 * NaN: NaN
+                    g = g_j[r, k] * (1.0 if z > floor else 0.0)  # 0 * NaN stays NaN
                     sg[b, j, k] += g
                     sgx[b, j, k] += g * (v - mean[k])
     return sg.sum(axis=0), sgx.sum(axis=0)
 
 
 @_jit
-def bn_relu_grad_x(gy, x, mean, scale, shift, a, b, d, gpass, gx, relu):
+def bn_relu_grad_x(gy, x, mean, scale, shift, a, b, d, gpass, gx, floor):
     """gx = sum_j a[j] * gy[j][mask j] + b * (x - mean) + d (+ gpass, when it has rows).
 
     The batch-norm input gradient of every output j at once (b and d summed over j), plus
@@ -202,7 +203,7 @@ def bn_relu_grad_x(gy, x, mean, scale, shift, a, b, d, gpass, gx, relu):
             g_j = gy[j]
             for k in range(cols):
                 z = x[r, k] * scale[j, k] + shift[j, k]
-                gx[r, k] += a[j, k] * (g_j[r, k] * (1.0 if (z > 0 or not relu) else 0.0))
+                gx[r, k] += a[j, k] * (g_j[r, k] * (1.0 if z > floor else 0.0))
 
 
 @_jit
