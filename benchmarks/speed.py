@@ -61,7 +61,7 @@ _HERE = Path(__file__).resolve().parent
 TORCH_PEERS = {
     'squeezenet': _HERE / 'torch_squeezenet.py',
     'resnet20': _HERE / 'torch_resnet.py',
-    'examples.resnet:resnet20': _HERE / 'torch_resnet.py',
+    'examples.resnet:resnet20': _HERE / 'torch_resnet.py',  # the same, by import path
     'vgg': _HERE / 'torch_vgg.py',
     'examples.train_vgg:VGG': _HERE / 'torch_vgg.py',
 }

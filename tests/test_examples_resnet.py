@@ -60,3 +60,26 @@ def test_the_fast_forward_runs_no_plain_convolution_or_normalization(rng, monkey
     model.fast = False
     with pytest.raises(AssertionError, match='a Chainer convolution'):
         model(x)
+
+
+def test_main_trains_and_predicts_resnet20_by_name(tmp_path, capsys):
+    """--arch resnet20: the registered example, trained through main.py, then predicting."""
+    import json
+
+    from conftest import write_cifar10
+    from PIL import Image
+
+    import main
+
+    archive = write_cifar10(tmp_path / 'data')
+    out = tmp_path / 'run'
+    argv = ['--arch', 'resnet20', '-e', '1', '-b', '20', '--preset', '32', '--workers', '0']
+    argv += ['-p', str(out), '--img-dir', str(out / 'img'), '--data', str(archive)]
+    assert main.main(argv) == 0
+    assert json.loads((out / 'run.json').read_text())['settings']['arch'] == 'resnet20'
+    log = json.loads((out / 'log.json').read_text())
+    assert len(log) == 1 and np.isfinite(log[0]['main/loss'])
+    Image.new('RGB', (20, 20), (200, 10, 10)).save(tmp_path / 'red.png')
+    capsys.readouterr()
+    assert main.main(['predict', '-m', str(out / 'model.npz'), str(tmp_path / 'red.png')]) == 0
+    assert capsys.readouterr().out.startswith(f'{tmp_path / "red.png"}: ')

@@ -17,7 +17,13 @@ from trainer.errors import UserError
 
 Factory = Callable[..., chainer.Link]
 
-_ARCHITECTURES: dict[str, str | Factory] = {'squeezenet': 'squeeze_net:SqueezeNet'}
+_ARCHITECTURES: dict[str, str | Factory] = {
+    'squeezenet': 'squeeze_net:SqueezeNet',
+    'resnet20': 'examples.resnet:resnet20',  # CIFAR ResNets (He et al. 2016), written once
+    'resnet32': 'examples.resnet:resnet32',
+    'resnet56': 'examples.resnet:resnet56',
+    'vgg': 'examples.train_vgg:VGG',
+}
 DEFAULT_ARCH = 'squeezenet'
 
 
