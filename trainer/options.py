@@ -15,15 +15,11 @@ from layers import INITIALIZERS
 from trainer import validators
 from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS, GPU_COMMUNICATORS
-from trainer.errors import UserError
+from trainer.errors import OptionError
 from trainer.recipe import RECIPE
 from trainer.registry import DEFAULT_ARCH
 from trainer.stopping import StoppingError, mode_of
 from trainer.transforms import PRESETS
-
-
-class OptionError(UserError, ValueError):
-    """An option value that cannot be used; the message names the flag."""
 
 
 def default_workers() -> int:

@@ -13,16 +13,12 @@ from collections.abc import Callable
 
 import chainer
 
-from trainer.errors import UserError
+from trainer.errors import ArchitectureError
 
 Factory = Callable[..., chainer.Link]
 
 _ARCHITECTURES: dict[str, str | Factory] = {'squeezenet': 'squeeze_net:SqueezeNet'}
 DEFAULT_ARCH = 'squeezenet'
-
-
-class ArchitectureError(UserError, ValueError):
-    """An ``--arch`` that names no architecture, or options its factory does not take."""
 
 
 def register(name: str, factory: str | Factory) -> None:
