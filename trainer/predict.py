@@ -22,7 +22,7 @@ from trainer.datasets import DATASETS
 from trainer.devices import get_device
 from trainer.errors import DeviceError, ImageError
 from trainer.images import open_image, to_cifar
-from trainer.run_folder import load_weights, model_settings
+from trainer.run_folder import load_weights, model_options, model_settings
 from trainer.transforms import make_transforms
 
 DEFAULT_TOP = 3
@@ -186,7 +186,7 @@ def load_predictor(
     arch, dataset, preset = model_settings(path, arch, dataset, preset)
     labels = DATASETS[dataset].label_names
     device = get_device(gpu)
-    model = registry.build(arch, len(labels))
+    model = registry.build(arch, len(labels), **model_options(path))
     load_weights(model, path, len(labels))
     return Predictor(model, labels, preset, device, name=arch)
 
