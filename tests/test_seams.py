@@ -1,4 +1,5 @@
-"""The packages' boundaries: the model never loads the trainer; one recipe everywhere."""
+"""The packages' boundaries: the model never loads the trainer, the trainer never loads the
+model or its layers; one recipe everywhere; one module for the trainer's errors."""
 
 import dataclasses
 import inspect
@@ -31,6 +32,42 @@ def test_the_model_packages_do_not_import_the_trainer(package):
     assert 'chainer_compat' in modules
 
 
+# the trainer's modules but inference and serving, which are moving to packages of their own
+TRAINER_MODULES = sorted(
+    f'trainer.{path.stem}'
+    for path in (ROOT / 'trainer').glob('*.py')
+    if path.stem not in ('__init__', 'predict', 'backends', 'export', 'images')
+)
+
+
+@pytest.mark.parametrize('statement', ['import trainer', f'import {", ".join(TRAINER_MODULES)}'])
+def test_the_trainer_does_not_import_the_model_or_its_layers(statement):
+    modules = loaded_after(statement)
+    assert 'trainer' in modules
+    assert not [m for m in modules if m.split('.')[0] in ('squeeze_net', 'layers', 'numba')]
+
+
+def test_a_model_option_reaches_the_factory_without_the_trainer_knowing_it():
+    options = trainer.parse_args(['--init', 'he', '--dropout', '0.25', '--plain'])
+    assert options.model_options == {'init': 'he', 'dropout': 0.25, 'fast': False}
+    model = trainer.registry.build('squeezenet', 10, **options.model_options)
+    assert (model.dropout, model.fast) == (0.25, False)
+
+
+def test_every_user_error_of_the_trainer_is_defined_in_trainer_errors():
+    import importlib
+
+    import trainer.errors
+
+    for name in TRAINER_MODULES:
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, trainer.UserError):
+                assert value.__module__ == 'trainer.errors', (name, value)
+    for name in ('OptionError', 'ArchitectureError', 'StoppingError', 'MissingExtraError'):
+        assert getattr(trainer, name) is getattr(trainer.errors, name)
+
+
 def test_the_recipe_is_frozen_and_documented():
     with pytest.raises(dataclasses.FrozenInstanceError):
         RECIPE.lr = 1.0
@@ -38,10 +75,13 @@ def test_the_recipe_is_frozen_and_documented():
         assert field.metadata['why'], field.name
 
 
-def test_the_model_defaults_are_the_recipe():
+def test_the_model_defaults_are_the_models_and_the_readme_says_them():
+    # the recipe holds only what the trainer reads; the model's knobs are its own defaults
+    assert not {'dropout', 'init'} & {f.name for f in dataclasses.fields(RECIPE)}
     parameters = inspect.signature(SqueezeNet).parameters
-    assert parameters['dropout'].default == RECIPE.dropout
-    assert parameters['init'].default == RECIPE.init
+    assert (parameters['dropout'].default, parameters['init'].default) == (0.5, 'orthonormal')
+    readme = (ROOT / 'README.md').read_text()
+    assert "SqueezeNet's\n`dropout` 0.5" in readme and "`init` `'orthonormal'`" in readme
 
 
 def test_the_flags_default_to_the_recipe():
