@@ -102,3 +102,27 @@ def write_cifar10(root, n_train=100, n_test=40, learnable=False, archive=True, s
 def cifar10_archive(tmp_path):
     """A tiny CIFAR-10 archive (100 train / 40 test images of noise)."""
     return write_cifar10(tmp_path / 'data')
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    """A finished 1-epoch SqueezeNet run (preset 32, a tiny learnable CIFAR-10), once per
+    test module: its folder, with run.json, model.npz, optimizer.npz, log.json and
+    snapshot_epoch_1 (the data under data/, the plots under img/)."""
+    import trainer
+    from squeeze_net import SqueezeNet
+
+    tmp = tmp_path_factory.mktemp('run')
+    archive = write_cifar10(tmp / 'data', learnable=True)
+    trainer.train(
+        SqueezeNet(10),
+        save_path=str(tmp),
+        img_dir=str(tmp / 'img'),
+        data=str(archive),
+        epoch=1,
+        batch=20,
+        preset='32',
+        workers=0,
+        lr=0.01,
+    )
+    return tmp
