@@ -126,3 +126,29 @@ def tiny_run(tmp_path_factory):
         lr=0.01,
     )
     return tmp
+
+
+# A user's own net, as a module's source: its option `width` changes the weights' shapes.
+TINY_NET = '''
+import chainer
+import chainer.functions as F
+import chainer.links as L
+
+
+class Net(chainer.Chain):
+    """A tiny net: one convolution, global average pooling, a dense layer.
+
+    Args:
+        n_classes: number of classes.
+        width: channels of the convolution.
+    """
+
+    def __init__(self, n_classes=10, width: int = 8):
+        super().__init__()
+        with self.init_scope():
+            self.conv = L.Convolution2D(3, width, 3, pad=1)
+            self.head = L.Linear(width, n_classes)
+
+    def forward(self, x):
+        return self.head(F.mean(F.relu(self.conv(x)), axis=(2, 3)))
+'''
