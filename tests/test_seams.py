@@ -143,11 +143,29 @@ def test_train_takes_keywords(tmp_path, cifar10_archive):
         ({'seed': 2**32}, 'argument --seed: must be in 0..4294967295'),
         ({'preset': '64'}, "argument --preset: invalid choice '64'"),
         ({'epochs': 3}, "unknown training option 'epochs'"),
+        ({'lr': '0.1'}, "argument -lr/--lr: must be a number, got '0.1'"),
+        ({'epoch': 2.5}, 'argument -e/--epoch: must be an integer, got 2.5'),
+        ({'model_options': [('init', 'he')]}, "model_options: a dict of the factory's keywords"),
     ],
 )
 def test_train_checks_its_keywords(keywords, message):
     with pytest.raises(trainer.OptionError, match=message):
         trainer.TrainOptions.make(None, **keywords)
+
+
+def test_options_are_made_once_and_passed_down_as_they_are(monkeypatch):
+    options = trainer.parse_args(['-e', '3'])
+    checks = []
+    monkeypatch.setattr(trainer.TrainOptions, 'check', lambda self: checks.append(self))
+    assert trainer.TrainOptions.make(options) is options and checks == []
+    assert trainer.TrainOptions.make(options, epoch=4).epoch == 4 and len(checks) == 1
+
+
+def test_train_refuses_an_arch_that_does_not_build_the_model(tmp_path):
+    import chainer.links as L
+
+    with pytest.raises(trainer.OptionError, match='--arch: squeezenet does not build the model'):
+        trainer.train(L.Linear(3, 10), arch='squeezenet', save_path=str(tmp_path))
 
 
 def test_build_trainer_takes_a_recipe_variant(tmp_path, cifar10_archive):
