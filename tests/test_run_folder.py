@@ -479,6 +479,12 @@ def test_an_older_record_of_a_scripts_net_resumes_under_its_importable_path():
     folder.check_settings(old, {'arch': 'path/to/train_vgg.py:VGG', 'model_options': {}})
     with pytest.raises(RunFolderError, match='made with arch __main__:VGG, not squeezenet'):
         folder.check_settings(old, {'arch': 'squeezenet', 'model_options': {}})
+    # a script's net by its module (run from the repository) and by its file (from elsewhere)
+    root = Path(__file__).resolve().parents[1]
+    by_module = {'settings': {'arch': 'examples.train_vgg:VGG'}}
+    folder.check_settings(by_module, {'arch': f'{root / "examples" / "train_vgg.py"}:VGG'})
+    with pytest.raises(RunFolderError, match='made with arch examples.train_vgg:VGG, not'):
+        folder.check_settings(by_module, {'arch': 'squeeze_net:SqueezeNet'})
 
 
 def test_a_record_that_cannot_be_rebuilt_asks_for_arch_which_overrides_it(tmp_path):

@@ -181,6 +181,29 @@ def name_of(factory: Callable) -> str | None:
     return import_path(factory)
 
 
+def same_factory(a: str, b: str) -> bool | None:
+    """Whether two recorded names resolve to the same factory (same file and name); None
+    when one of them cannot be resolved here. A script's net recorded by its dotted module
+    name in one run and by its file in another is the same factory."""
+    try:
+        first, second = resolve(a), resolve(b)
+    except ArchitectureError:
+        return None
+    return first is second or (
+        getattr(first, '__qualname__', None) == getattr(second, '__qualname__', None)
+        and _source(first) is not None
+        and _source(first) == _source(second)
+    )
+
+
+def _source(factory: Callable) -> Path | None:
+    try:
+        file = inspect.getsourcefile(factory)
+    except TypeError:
+        return None
+    return Path(file).resolve() if file else None
+
+
 def builds(arch: str, model: chainer.Link) -> bool:
     """False when ``arch`` names a class that ``model`` is not an instance of."""
     factory = resolve(arch)

@@ -568,13 +568,20 @@ class RunFolder:
 
 
 def _same_arch(old: str | None, new: str | None) -> bool:
-    """Equal, or an older version's record of a script's net (``__main__:Net``) and the
-    importable path of the same ``Net`` that this version records."""
+    """Whether a recorded arch and this session's are the same factory, recorded apart.
+
+    Equal; or an older version's record of a script's net (``__main__:Net``) and the
+    importable path of the same ``Net``; or two names of one factory (a script's net by its
+    module in one session, by its file in another: same file, same name); or the same name
+    where the old record cannot be imported from here (the weights are checked on loading).
+    """
     if old == new:
         return True
-    if old is None or new is None or not old.startswith(f'{registry.MAIN}:'):
+    if old is None or new is None or old.rpartition(':')[2] != new.rpartition(':')[2]:
         return False
-    return new.rpartition(':')[2] == old.rpartition(':')[2]
+    if old.startswith(f'{registry.MAIN}:'):
+        return True
+    return registry.same_factory(old, new) is not False
 
 
 def _show(value) -> str:
