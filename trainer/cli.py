@@ -7,6 +7,7 @@ The model's own flags are the keyword parameters of the chosen ``--arch``'s fact
 """
 
 import argparse
+import contextlib
 import copy
 import sys
 from collections.abc import Sequence
@@ -232,15 +233,16 @@ def add_model_options(parser: argparse.ArgumentParser, arch: str) -> list[str]:
             continue  # the trainer's flag of that name wins
         added.append(option.name)
         if option.name == 'fast' and option.type is bool:
-            group.add_argument(
-                '--plain',
-                dest=MODEL_DEST + 'fast',
-                action='store_const',
-                const=False,
-                default=argparse.SUPPRESS,
-                help='the same as --no-fast: on the CPU, run the model as plain Chainer '
-                'functions instead of its fast path',
-            )
+            with contextlib.suppress(argparse.ArgumentError):  # unless it has a `plain` too
+                group.add_argument(
+                    '--plain',
+                    dest=MODEL_DEST + 'fast',
+                    action='store_const',
+                    const=False,
+                    default=argparse.SUPPRESS,
+                    help='the same as --no-fast: on the CPU, run the model as plain Chainer '
+                    'functions instead of its fast path',
+                )
     return added
 
 
