@@ -37,10 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     with _stop_on_sigterm(), np.errstate(all='ignore'):  # a NaN loss is one line, not warnings
         try:
             trainer.set_seed(options.seed)  # before building the model: seeds its weights
+            arch = options.arch or registry.DEFAULT_ARCH
             model = registry.build(
-                options.arch, trainer.N_CLASSES[options.dataset], **options.model_options()
+                arch, trainer.N_CLASSES[options.dataset], **options.model_options
             )
-            trainer.train(model, options)
+            trainer.train(model, options, command=['main.py', *argv])
         except trainer.UserError as error:
             return _fail(error)
         except KeyboardInterrupt:

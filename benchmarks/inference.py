@@ -3,12 +3,12 @@
     python -m benchmarks.inference [--size 128] [--batches 1 64] [--repeat 5] [--steps 5]
     python -m benchmarks.inference --ort-threads 1 2   # ONNX Runtime at 1 and 2 threads
 
-Times the forward pass a ``trainer.predict.Predictor`` makes, on a preprocessed float32
+Times the forward pass a ``inference.Predictor`` makes, on a preprocessed float32
 batch (the test transform is the same for every backend, and timed once on its own):
 
 - ``chainer``: ``ChainerForward`` of SqueezeNet(10) on its CPU fast path (what ``predict``
   and ``serve`` run today), ``chainer_plain`` the same in Chainer's plain composition;
-- ``onnx``: ``OnnxForward`` of the same weights exported by ``trainer.export`` (which
+- ``onnx``: ``OnnxForward`` of the same weights exported by ``inference.export`` (which
   checks the export against Chainer first), at each ``--ort-threads`` count (default: the
   cores this process may use).
 

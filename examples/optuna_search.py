@@ -45,7 +45,8 @@ def objective(trial, options: trainer.TrainOptions, data: trainer.Cifar) -> floa
         img_dir=str(Path(options.save_path) / f'trial_{trial.number}' / 'img'),
     )
     trainer.set_seed(options.seed)
-    model = registry.build(options.arch, data.n_classes, **options.model_options())
+    arch = options.arch or registry.DEFAULT_ARCH
+    model = registry.build(arch, data.n_classes, **options.model_options)
     run = trainer.build_trainer(model, options, data, recipe=recipe)
     with warnings.catch_warnings():
         # optuna-integration 4.9 marks the extension deprecated (removed in 5.0); it works.

@@ -23,6 +23,7 @@ import chainer.links as L
 
 import layers
 from layers import ConvBNReLU
+from trainer import registry
 
 
 class VGG(chainer.Chain):
@@ -70,13 +71,20 @@ class VGG(chainer.Chain):
 
 def main(argv: list[str] | None = None) -> list:
     """Parse the trainer's flags, train a VGG and return the log entries."""
+    # --arch vgg by default: its keyword parameters become flags (--dropout, --no-fast...),
+    # and run.json records VGG's import path (examples.train_vgg:VGG), which predict rebuilds
+    trainer.register('vgg', VGG)
     parser = trainer.build_parser(__doc__)
-    parser.set_defaults(preset='32')
+    parser.set_defaults(preset='32', arch='vgg')
     options = trainer.parse_args(argv, parser)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     trainer.set_seed(options.seed)  # before the model exists, so its initial weights follow it
     try:
-        return trainer.train(VGG(trainer.N_CLASSES[options.dataset]), options)
+        model = registry.build(
+            options.arch, trainer.N_CLASSES[options.dataset], **options.model_options
+        )
+        command = ['train_vgg.py', *(sys.argv[1:] if argv is None else argv)]
+        return trainer.train(model, options, command=command)
     except trainer.UserError as error:  # every error a user can cause: one line
         sys.exit(f'error: {error}')
 

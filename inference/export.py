@@ -33,7 +33,7 @@ from trainer.datasets import DATASETS
 from trainer.environment import git_commit
 from trainer.errors import UserError
 from trainer.extras import INSTALL, MissingExtraError, require
-from trainer.run_folder import load_weights, model_settings, write_atomically
+from trainer.run_folder import load_weights, model_options, model_settings, write_atomically
 from trainer.transforms import make_transforms
 
 # ONNX Runtime's logits may differ from Chainer's by this fraction of the largest logit
@@ -93,7 +93,8 @@ def export_onnx(
         raise ExportError(f'{output}: cannot write (no folder {output.parent})')
     arch, dataset, preset = model_settings(model_path, arch, dataset, preset)
     labels = DATASETS[dataset].label_names
-    model = registry.build(arch, len(labels), **registry.accepted_options(arch, {'fast': False}))
+    options = {**model_options(model_path), **registry.accepted_options(arch, {'fast': False})}
+    model = registry.build(arch, len(labels), **options)
     load_weights(model, model_path, len(labels))
 
     images = sample_images(preset, max(check_batches), seed)

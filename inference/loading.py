@@ -15,7 +15,7 @@ from trainer import registry
 from trainer.datasets import DATASETS
 from trainer.devices import get_device
 from trainer.errors import DeviceError
-from trainer.run_folder import load_weights, model_settings
+from trainer.run_folder import load_weights, model_options, model_settings
 
 BACKENDS = ('chainer', 'onnx')
 
@@ -58,6 +58,6 @@ def load_chainer_predictor(
     arch, dataset, preset = model_settings(path, arch, dataset, preset)
     labels = DATASETS[dataset].label_names
     device = get_device(gpu)
-    model = registry.build(arch, len(labels))
+    model = registry.build(arch, len(labels), **model_options(path))
     load_weights(model, path, len(labels))
     return Predictor(model, labels, preset, device, name=arch)

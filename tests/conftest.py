@@ -102,3 +102,53 @@ def write_cifar10(root, n_train=100, n_test=40, learnable=False, archive=True, s
 def cifar10_archive(tmp_path):
     """A tiny CIFAR-10 archive (100 train / 40 test images of noise)."""
     return write_cifar10(tmp_path / 'data')
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    """A finished 1-epoch SqueezeNet run (preset 32, a tiny learnable CIFAR-10), once per
+    test module: its folder, with run.json, model.npz, optimizer.npz, log.json and
+    snapshot_epoch_1 (the data under data/, the plots under img/)."""
+    import trainer
+    from squeeze_net import SqueezeNet
+
+    tmp = tmp_path_factory.mktemp('run')
+    archive = write_cifar10(tmp / 'data', learnable=True)
+    trainer.train(
+        SqueezeNet(10),
+        save_path=str(tmp),
+        img_dir=str(tmp / 'img'),
+        data=str(archive),
+        epoch=1,
+        batch=20,
+        preset='32',
+        workers=0,
+        lr=0.01,
+    )
+    return tmp
+
+
+# A user's own net, as a module's source: its option `width` changes the weights' shapes.
+TINY_NET = '''
+import chainer
+import chainer.functions as F
+import chainer.links as L
+
+
+class Net(chainer.Chain):
+    """A tiny net: one convolution, global average pooling, a dense layer.
+
+    Args:
+        n_classes: number of classes.
+        width: channels of the convolution.
+    """
+
+    def __init__(self, n_classes=10, width: int = 8):
+        super().__init__()
+        with self.init_scope():
+            self.conv = L.Convolution2D(3, width, 3, pad=1)
+            self.head = L.Linear(width, n_classes)
+
+    def forward(self, x):
+        return self.head(F.mean(F.relu(self.conv(x)), axis=(2, 3)))
+'''

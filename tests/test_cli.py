@@ -1,7 +1,11 @@
 """The reference command line and its validation."""
 
+import re
+from typing import Literal
+
 import pytest
 
+from trainer import registry
 from trainer.cli import parse_args
 
 
@@ -64,3 +68,58 @@ def test_bad_values_are_refused_with_a_message(argv, message, capsys):
         parse_args(argv.split())
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def user_net(n_classes: int, width: int = 8, mode: Literal['a', 'b'] = 'a', fast: bool = True):
+    """A user's factory.
+
+    Args:
+        n_classes: number of classes.
+        width: channels.
+    """
+
+
+def test_the_model_flags_are_the_factorys_keywords(capsys):
+    registry.register('user-net', user_net)
+    options = parse_args(['--arch', 'user-net', '--width', '4', '--mode', 'b', '--plain'])
+    assert options.arch == 'user-net'
+    assert options.model_options == {'width': 4, 'mode': 'b', 'fast': False}
+    assert parse_args(['--arch', 'user-net']).model_options == {}  # the factory's defaults
+    assert parse_args(['--arch', 'user-net', '--no-fast']).model_options == {'fast': False}
+    with pytest.raises(SystemExit):
+        parse_args(['--arch', 'user-net', '--help'])
+    assert re.search(r'--width WIDTH +channels \(default: 8\)', capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    'argv, message',
+    [
+        (['--arch', 'user-net', '--mode', 'c'], "argument --mode: invalid choice: 'c'"),
+        (['--arch', 'user-net', '--width', 'x'], "argument --width: must be an integer, got 'x'"),
+        (['--arch', 'chainer.links:Linear', '--plain'], 'unrecognized arguments: --plain'),
+        (['--init', 'he', '--arch', 'user-net'], 'unrecognized arguments: --init he'),
+        (['--arch', 'nonesuch'], '--arch nonesuch: not a registered architecture'),
+    ],
+)
+def test_a_bad_model_flag_is_the_parsers_one_line(argv, message, capsys):
+    registry.register('user-net', user_net)
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_squeezenets_flags_keep_the_reference_spellings():
+    assert parse_args(['--init', 'he', '--plain']).model_options == {'init': 'he', 'fast': False}
+    assert parse_args([]).model_options == {} and parse_args([]).arch is None
+
+
+def test_a_bad_value_the_factory_refuses_is_one_line(tmp_path, capsys):
+    import main
+
+    assert main.main(['--init', 'bogus', '-p', str(tmp_path / 'run'), '--workers', '0']) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "error: --arch squeezenet --init bogus: unknown initializer 'bogus': choose one of "
+        'orthonormal, he\n'
+    )

@@ -5,9 +5,7 @@ import sys
 import chainer
 import numpy as np
 import pytest
-from conftest import write_cifar10
 
-import trainer
 from inference.export import CHECK_BATCHES, ExportError, export_onnx, sample_images
 from squeeze_net import SqueezeNet
 from trainer import registry
@@ -36,22 +34,9 @@ def _require_extras():
 
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
+def run(tiny_run):
     """A 1-epoch run folder (preset 32): run.json, model.npz, snapshot_epoch_1."""
-    tmp = tmp_path_factory.mktemp('run')
-    archive = write_cifar10(tmp / 'data', learnable=True)
-    trainer.train(
-        SqueezeNet(10),
-        save_path=str(tmp),
-        img_dir=str(tmp / 'img'),
-        data=str(archive),
-        epoch=1,
-        batch=20,
-        preset='32',
-        workers=0,
-        lr=0.01,
-    )
-    return tmp
+    return tiny_run
 
 
 @pytest.fixture(scope='module')

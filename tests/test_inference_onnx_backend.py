@@ -6,14 +6,11 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import write_cifar10
 from PIL import Image
 
 import inference
-import trainer
 from inference.export import export_onnx, sample_images
 from inference.onnx_backend import ModelInfo, OnnxForward, load_onnx_predictor, onnx_forward
-from squeeze_net import SqueezeNet
 from trainer.errors import ModelFileError
 from trainer.extras import MissingExtraError
 
@@ -22,24 +19,12 @@ PROBABILITY_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
+def run(request):
     """A 1-epoch run (preset 32) and its export: (folder, model.onnx)."""
     pytest.importorskip('onnx_chainer', reason=EXTRA)
     pytest.importorskip('onnxruntime', reason=EXTRA)
-    tmp = tmp_path_factory.mktemp('run')
-    archive = write_cifar10(tmp / 'data', learnable=True)
-    trainer.train(
-        SqueezeNet(10),
-        save_path=str(tmp),
-        img_dir=str(tmp / 'img'),
-        data=str(archive),
-        epoch=1,
-        batch=20,
-        preset='32',
-        workers=0,
-        lr=0.01,
-    )
-    return tmp, export_onnx(tmp / 'model.npz', tmp / 'model.onnx').path
+    folder = request.getfixturevalue('tiny_run')  # trained only where the extras are
+    return folder, export_onnx(folder / 'model.npz', folder / 'model.onnx').path
 
 
 @pytest.fixture(scope='module')

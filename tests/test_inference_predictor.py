@@ -6,12 +6,10 @@ import chainer
 import chainer.links as L
 import numpy as np
 import pytest
-from conftest import write_cifar10
 from PIL import Image
 
 import inference
 import main
-import trainer
 from inference.images import open_image, to_cifar
 from squeeze_net import SqueezeNet
 from trainer.datasets import CIFAR10_NAMES, CIFAR100_NAMES
@@ -21,16 +19,9 @@ from trainer.transforms import make_transforms
 
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
+def run(tiny_run):
     """A folder with model.npz, optimizer.npz and snapshot_epoch_1 of a 1-epoch run."""
-    tmp = tmp_path_factory.mktemp('run')
-    archive = write_cifar10(tmp / 'data')
-    options = trainer.parse_args(
-        ['-e', '1', '-b', '20', '--preset', '32', '--workers', '0', '-p', str(tmp)]
-        + ['--img-dir', str(tmp / 'img'), '--data', str(archive)]
-    )
-    trainer.train(SqueezeNet(10), options)
-    return tmp
+    return tiny_run
 
 
 @pytest.fixture(scope='module')

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_cifar10
+from conftest import TINY_NET, write_cifar10
 from PIL import Image
 
 import main
@@ -210,3 +210,78 @@ def test_build_trainer_makes_its_save_folder(tmp_path, cifar10_archive):
     built = trainer.build_trainer(SqueezeNet(10), options, trainer.load_cifar(path=cifar10_archive))
     built.run(show_loop_exception_msg=False)
     assert (out / 'snapshot_epoch_1').is_file() and (out / 'log.json').is_file()
+
+
+def test_model_options_are_recorded_and_predict_rebuilds_with_them(tmp_path, capsys):
+    (tmp_path / 'nets.py').write_text(TINY_NET)
+    data = write_cifar10(tmp_path / 'data')
+    out = tmp_path / 'run'
+    arch = f'{tmp_path / "nets.py"}:Net'
+    assert main.main(argv(out, data, '-e', '1', '--arch', arch, '--width', '4')) == 0
+    settings = json.loads((out / 'run.json').read_text())['settings']
+    assert (settings['arch'], settings['model_options']) == (arch, {'width': 4})
+    Image.new('RGB', (20, 20), (200, 10, 10)).save(tmp_path / 'red.png')
+    capsys.readouterr()
+    # width 4 changes the weights' shapes: the default width 8 would not load them
+    assert main.main(['predict', '-m', str(out / 'model.npz'), str(tmp_path / 'red.png')]) == 0
+    assert capsys.readouterr().out.startswith(f'{tmp_path / "red.png"}: ')
+    # resuming rebuilds the same model: another width is refused, the same one resumes
+    assert main.main(argv(out, data, '-e', '2', '--arch', arch, '--width', '8')) == 1
+    assert "model_options {'width': 4}, not {'width': 8}" in capsys.readouterr().err
+    assert main.main(argv(out, data, '-e', '2', '--arch', arch, '--width', '4')) == 0
+
+
+def run_python(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_a_users_module_in_the_current_directory_needs_no_pythonpath(tmp_path):
+    (tmp_path / 'mynets').mkdir()
+    (tmp_path / 'mynets' / 'tiny.py').write_text(TINY_NET)
+    data = write_cifar10(tmp_path / 'data')
+    train = [str(ROOT / 'main.py'), '--arch', 'mynets.tiny:Net', '--width', '4', '-e', '1']
+    done = run_python(tmp_path, *train, *argv(Path('run'), data, '--no-progress'))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / 'run' / 'run.json').read_text())
+    assert record['settings']['arch'] == 'mynets.tiny:Net'
+    assert record['sessions'][0]['argv'][1:3] == ['--arch', 'mynets.tiny:Net']
+    Image.new('RGB', (20, 20), (10, 200, 10)).save(tmp_path / 'green.png')
+    done = run_python(
+        tmp_path, str(ROOT / 'main.py'), 'predict', '-m', 'run/model.npz', 'green.png'
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('green.png: ')
+
+
+MAIN_BLOCK = """
+if __name__ == '__main__':  # the net above is defined in this script, run as __main__
+    import sys
+
+    import trainer
+    from trainer import registry
+
+    trainer.register('tiny', Net)
+    parser = trainer.build_parser()
+    parser.set_defaults(arch='tiny')
+    options = trainer.parse_args(sys.argv[1:], parser)
+    model = registry.build(options.arch, 10, **options.model_options)
+    trainer.train(model, options)
+"""
+
+
+def test_a_net_defined_in_the_training_script_is_recorded_importably(tmp_path):
+    (tmp_path / 'train_tiny.py').write_text('import trainer\n' + TINY_NET + MAIN_BLOCK)
+    data = write_cifar10(tmp_path / 'data')
+    done = run_python(
+        tmp_path, 'train_tiny.py', '--width', '4', '-e', '1', *argv(Path('run'), data)
+    )
+    assert done.returncode == 0, done.stderr
+    settings = json.loads((tmp_path / 'run' / 'run.json').read_text())['settings']
+    assert (settings['arch'], settings['model_options']) == ('train_tiny:Net', {'width': 4})
+    Image.new('RGB', (20, 20), (10, 10, 200)).save(tmp_path / 'blue.png')
+    done = run_python(tmp_path, str(ROOT / 'main.py'), 'predict', '-m', 'run/model.npz', 'blue.png')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('blue.png: ')

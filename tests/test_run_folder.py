@@ -242,6 +242,7 @@ def test_4_a_damaged_newest_snapshot_is_set_aside_and_the_one_before_used(
         (['-b', '20', '-trb', '2'], 'train_batch_divide 1, not 2'),
         (['-lr', '0.05'], 'lr 0.1, not 0.05'),
         (['--seed', '1'], 'seed 0, not 1'),
+        (['--init', 'he'], "model_options {}, not {'init': 'he'}"),
     ],
 )
 def test_5_resuming_with_other_settings_is_refused(run, data, capsys, extra, setting):
@@ -469,6 +470,39 @@ def test_check_settings_names_the_setting():
     with pytest.raises(RunFolderError, match='made with batch 64, not 32'):
         folder.check_settings({'settings': {'batch': 64}}, {'batch': 32})
     folder.check_settings(None, {'batch': 32})  # a new run
+
+
+def test_an_older_record_of_a_scripts_net_resumes_under_its_importable_path():
+    folder = RunFolder('somewhere')
+    old = {'settings': {'arch': '__main__:VGG', 'model_options': {}}}
+    folder.check_settings(old, {'arch': 'examples.train_vgg:VGG', 'model_options': {}})
+    folder.check_settings(old, {'arch': 'path/to/train_vgg.py:VGG', 'model_options': {}})
+    with pytest.raises(RunFolderError, match='made with arch __main__:VGG, not squeezenet'):
+        folder.check_settings(old, {'arch': 'squeezenet', 'model_options': {}})
+    # a script's net by its module (run from the repository) and by its file (from elsewhere)
+    root = Path(__file__).resolve().parents[1]
+    by_module = {'settings': {'arch': 'examples.train_vgg:VGG'}}
+    folder.check_settings(by_module, {'arch': f'{root / "examples" / "train_vgg.py"}:VGG'})
+    with pytest.raises(RunFolderError, match='made with arch examples.train_vgg:VGG, not'):
+        folder.check_settings(by_module, {'arch': 'squeeze_net:SqueezeNet'})
+
+
+def test_a_record_that_cannot_be_rebuilt_asks_for_arch_which_overrides_it(tmp_path):
+    settings = {'arch': '__main__:VGG', 'dataset': 'cifar10', 'preset': '32'}
+    settings['model_options'] = {'dropout': 0.25}
+    (tmp_path / 'run.json').write_text(json.dumps({'settings': settings}))
+    weights = tmp_path / 'model.npz'
+    with pytest.raises(ModelFileError) as error:
+        run_folder.model_settings(weights)
+    assert 'records arch __main__:VGG, which cannot be imported from here: give --arch' in str(
+        error.value
+    )
+    given = run_folder.model_settings(weights, arch='examples.train_vgg:VGG')
+    assert given == ('examples.train_vgg:VGG', 'cifar10', '32')
+    assert run_folder.model_options(weights) == {'dropout': 0.25}
+    assert run_folder.model_options(tmp_path / 'elsewhere' / 'model.npz') == {}
+    with pytest.raises(ModelFileError, match='trained with preset 32'):
+        run_folder.model_settings(weights, arch='examples.train_vgg:VGG', preset='122')
 
 
 def test_10_what_a_run_writes_with_the_defaults_is_ignored_by_git():

@@ -1,5 +1,6 @@
-"""The packages' boundaries: the model never loads the trainer, nor the trainer inference or
-serving; one recipe everywhere."""
+"""The packages' boundaries: the model never loads the trainer, the trainer never loads the
+model, its layers, inference or serving; one recipe everywhere; one module for the trainer's
+errors."""
 
 import dataclasses
 import inspect
@@ -43,6 +44,40 @@ def test_a_package_does_not_import_the_packages_above_it(package, above):
     assert not [m for m in modules for top in above if m == top or m.startswith(f'{top}.')]
 
 
+# the trainer's own modules
+TRAINER_MODULES = sorted(
+    f'trainer.{path.stem}' for path in (ROOT / 'trainer').glob('*.py') if path.stem != '__init__'
+)
+
+
+@pytest.mark.parametrize('statement', ['import trainer', f'import {", ".join(TRAINER_MODULES)}'])
+def test_the_trainer_does_not_import_the_model_or_its_layers(statement):
+    modules = loaded_after(statement)
+    assert 'trainer' in modules
+    assert not [m for m in modules if m.split('.')[0] in ('squeeze_net', 'layers', 'numba')]
+
+
+def test_a_model_option_reaches_the_factory_without_the_trainer_knowing_it():
+    options = trainer.parse_args(['--init', 'he', '--dropout', '0.25', '--plain'])
+    assert options.model_options == {'init': 'he', 'dropout': 0.25, 'fast': False}
+    model = trainer.registry.build('squeezenet', 10, **options.model_options)
+    assert (model.dropout, model.fast) == (0.25, False)
+
+
+def test_every_user_error_of_the_trainer_is_defined_in_trainer_errors():
+    import importlib
+
+    import trainer.errors
+
+    for name in TRAINER_MODULES:
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, trainer.UserError):
+                assert value.__module__ == 'trainer.errors', (name, value)
+    for name in ('OptionError', 'ArchitectureError', 'StoppingError', 'MissingExtraError'):
+        assert getattr(trainer, name) is getattr(trainer.errors, name)
+
+
 def test_the_recipe_is_frozen_and_documented():
     with pytest.raises(dataclasses.FrozenInstanceError):
         RECIPE.lr = 1.0
@@ -50,10 +85,13 @@ def test_the_recipe_is_frozen_and_documented():
         assert field.metadata['why'], field.name
 
 
-def test_the_model_defaults_are_the_recipe():
+def test_the_model_defaults_are_the_models_and_the_readme_says_them():
+    # the recipe holds only what the trainer reads; the model's knobs are its own defaults
+    assert not {'dropout', 'init'} & {f.name for f in dataclasses.fields(RECIPE)}
     parameters = inspect.signature(SqueezeNet).parameters
-    assert parameters['dropout'].default == RECIPE.dropout
-    assert parameters['init'].default == RECIPE.init
+    assert (parameters['dropout'].default, parameters['init'].default) == (0.5, 'orthonormal')
+    readme = (ROOT / 'README.md').read_text()
+    assert "SqueezeNet's\n`dropout` 0.5" in readme and "`init` `'orthonormal'`" in readme
 
 
 def test_the_flags_default_to_the_recipe():
@@ -115,11 +153,29 @@ def test_train_takes_keywords(tmp_path, cifar10_archive):
         ({'seed': 2**32}, 'argument --seed: must be in 0..4294967295'),
         ({'preset': '64'}, "argument --preset: invalid choice '64'"),
         ({'epochs': 3}, "unknown training option 'epochs'"),
+        ({'lr': '0.1'}, "argument -lr/--lr: must be a number, got '0.1'"),
+        ({'epoch': 2.5}, 'argument -e/--epoch: must be an integer, got 2.5'),
+        ({'model_options': [('init', 'he')]}, "model_options: a dict of the factory's keywords"),
     ],
 )
 def test_train_checks_its_keywords(keywords, message):
     with pytest.raises(trainer.OptionError, match=message):
         trainer.TrainOptions.make(None, **keywords)
+
+
+def test_options_are_made_once_and_passed_down_as_they_are(monkeypatch):
+    options = trainer.parse_args(['-e', '3'])
+    checks = []
+    monkeypatch.setattr(trainer.TrainOptions, 'check', lambda self: checks.append(self))
+    assert trainer.TrainOptions.make(options) is options and checks == []
+    assert trainer.TrainOptions.make(options, epoch=4).epoch == 4 and len(checks) == 1
+
+
+def test_train_refuses_an_arch_that_does_not_build_the_model(tmp_path):
+    import chainer.links as L
+
+    with pytest.raises(trainer.OptionError, match='--arch: squeezenet does not build the model'):
+        trainer.train(L.Linear(3, 10), arch='squeezenet', save_path=str(tmp_path))
 
 
 def test_build_trainer_takes_a_recipe_variant(tmp_path, cifar10_archive):

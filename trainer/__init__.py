@@ -14,17 +14,21 @@ from trainer.cli import build_parser, parse_args
 from trainer.datasets import DATASETS, N_CLASSES, Cifar, Split, load_cifar
 from trainer.devices import get_device
 from trainer.errors import (
+    ArchitectureError,
     DataError,
     DeviceError,
     ImageError,
+    MissingExtraError,
     ModelFileError,
     NonFiniteLossError,
+    OptionError,
     RunFolderError,
+    StoppingError,
     UserError,
 )
 from trainer.evaluator import ClassificationEvaluator
 from trainer.extensions import NonFiniteGuard, StartAt, log_extras
-from trainer.options import OptionError, TrainOptions
+from trainer.options import TrainOptions
 from trainer.recipe import RECIPE, Recipe
 from trainer.registry import register
 from trainer.run_folder import RunFolder, SaveEpoch, load_weights
@@ -41,12 +45,14 @@ from trainer.updaters import AccumulatingUpdater
 
 __all__ = [
     'AccumulatingUpdater',
+    'ArchitectureError',
     'ClassificationEvaluator',
     'Cifar',
     'DATASETS',
     'DataError',
     'DeviceError',
     'ImageError',
+    'MissingExtraError',
     'ModelFileError',
     'N_CLASSES',
     'NonFiniteGuard',
@@ -63,6 +69,7 @@ __all__ = [
     'Split',
     'StartAt',
     'StepSchedule',
+    'StoppingError',
     'TrainOptions',
     'UserError',
     'build_parser',

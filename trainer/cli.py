@@ -2,16 +2,20 @@
 
 Values are checked by ``trainer.validators`` as they are parsed; the training Namespace is
 converted once into ``TrainOptions``, whose cross-checks become the parser's one-line error.
+The model's own flags are the keyword parameters of the chosen ``--arch``'s factory
+(``registry.factory_options``): ``parse_args`` resolves ``--arch`` first, then adds them.
 """
 
 import argparse
+import contextlib
+import copy
 import sys
 from collections.abc import Sequence
 
-from layers import INITIALIZERS
 from trainer import registry, validators
 from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS
+from trainer.errors import ArchitectureError
 from trainer.options import OptionError, TrainOptions, default_workers
 from trainer.recipe import RECIPE
 from trainer.transforms import PRESETS
@@ -95,20 +99,10 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
     )
     add(
         '--arch',
-        default=registry.DEFAULT_ARCH,
-        help=f'the model: {", ".join(registry.names())}, or an import path package.module:Factory '
-        '(called with the class count)',
-    )
-    add(
-        '--init',
-        choices=INITIALIZERS,
-        help="the convolutions' initialization: orthonormal (the reference trainer's, "
-        "SqueezeNet's default) or he (He-normal)",
-    )
-    add(
-        '--plain',
-        action='store_true',
-        help='on the CPU, run the model as plain Chainer functions instead of its fast path',
+        default=argparse.SUPPRESS,  # not given: the model's own (main.py: squeezenet)
+        help=f'the model: {", ".join(registry.names())}, an import path package.module:Factory '
+        '(from the current directory, as python -m) or path/to/file.py:Factory, called with '
+        f'the class count; its keyword parameters become flags (default: {registry.DEFAULT_ARCH})',
     )
     add(
         '--tf32',
@@ -170,12 +164,92 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
 def parse_args(
     argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None
 ) -> TrainOptions:
-    """Parse and cross-check the flags; a bad value exits with a one-line message (status 2)."""
+    """Parse and cross-check the flags; a bad value exits with a one-line message (status 2).
+
+    ``--arch`` is resolved first, then its factory's keyword parameters are added as flags
+    (``add_model_options``); the values given for them become ``model_options``.
+    """
     parser = parser or build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = argparse.ArgumentParser(add_help=False)
+    chosen.add_argument('--arch')
+    arch = chosen.parse_known_args(argv)[0].arch or parser.get_default('arch')
+    if arch in (None, argparse.SUPPRESS):
+        arch = registry.DEFAULT_ARCH
+    parser = copy.deepcopy(parser)  # the caller's parser stays as it was
+    try:
+        add_model_options(parser, arch)
+    except ArchitectureError as error:
+        parser.error(str(error))
     args = parser.parse_args(argv)
+    model_options = {
+        name.removeprefix(MODEL_DEST): vars(args).pop(name)
+        for name in list(vars(args))
+        if name.startswith(MODEL_DEST)
+    }
     if args.progress is None:
         args.progress = sys.stdout.isatty()
     try:
-        return TrainOptions.make(args)
+        return TrainOptions.make(args, model_options=model_options)
     except OptionError as error:
         parser.error(str(error))
+
+
+MODEL_DEST = 'model_option.'
+"""Namespace prefix of the model's flags, apart from the trainer's own."""
+
+
+def add_model_options(parser: argparse.ArgumentParser, arch: str) -> list[str]:
+    """Add a flag per keyword parameter of ``arch``'s factory; return their names.
+
+    Each defaults to the factory's own default (the flag is absent from the Namespace when
+    not given); a bool is ``--name/--no-name``, a ``Literal`` has choices, and a factory
+    that takes ``fast`` also gets ``--plain`` (``--no-fast``, the reference's old flag). A
+    parameter whose flag the trainer already has keeps its default. Raises
+    ArchitectureError for an ``arch`` that does not resolve.
+    """
+    options = registry.factory_options(registry.resolve(arch))
+    group = parser.add_argument_group(
+        f'options of --arch {arch}', "its factory's keyword parameters (default: the factory's)"
+    )
+    added = []
+    for option in options:
+        default = f'default: {option.default!r}'
+        kwargs = {
+            'dest': MODEL_DEST + option.name,
+            'default': argparse.SUPPRESS,
+            'help': f'{option.help} ({default})' if option.help else default,
+        }
+        if option.type is bool:
+            kwargs['action'] = argparse.BooleanOptionalAction
+        else:
+            kwargs['type'] = _MODEL_TYPES[option.type]
+            kwargs['choices'] = option.choices
+            kwargs['metavar'] = option.name.upper() if option.choices is None else None
+        try:
+            group.add_argument(f'--{option.name}', **kwargs)
+        except argparse.ArgumentError:
+            continue  # the trainer's flag of that name wins
+        added.append(option.name)
+        if option.name == 'fast' and option.type is bool:
+            with contextlib.suppress(argparse.ArgumentError):  # unless it has a `plain` too
+                group.add_argument(
+                    '--plain',
+                    dest=MODEL_DEST + 'fast',
+                    action='store_const',
+                    const=False,
+                    default=argparse.SUPPRESS,
+                    help='the same as --no-fast: on the CPU, run the model as plain Chainer '
+                    'functions instead of its fast path',
+                )
+    return added
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a number, got {text!r}') from None
+
+
+_MODEL_TYPES = {int: validators.argtype(validators.integer), float: _number, str: str}

@@ -2,6 +2,8 @@
 
 The message of each is one line that names the thing (a file, a flag, a setting) and what
 is wrong with it; the command-line entry points print ``error: <message>`` and exit 1.
+Every subclass the trainer raises is defined here (the modules that raise them re-export
+theirs under the old import paths).
 """
 
 
@@ -35,3 +37,19 @@ class NonFiniteLossError(UserError, RuntimeError):
 
 class ServeError(UserError, OSError):
     """The server cannot start; the message says where and why."""
+
+
+class OptionError(UserError, ValueError):
+    """An option value that cannot be used; the message names the flag."""
+
+
+class ArchitectureError(UserError, ValueError):
+    """An ``--arch`` that names no architecture, or options its factory does not take."""
+
+
+class StoppingError(UserError, ValueError):
+    """An early-stopping setting that cannot be used; the message names it."""
+
+
+class MissingExtraError(UserError, ImportError):
+    """An optional package a feature needs is not installed (or not a usable version)."""

@@ -8,13 +8,9 @@ module or raises ``MissingExtraError``: one line naming the package and the inst
 import importlib
 from types import ModuleType
 
-from trainer.errors import UserError
+from trainer.errors import MissingExtraError
 
 INSTALL = 'make install-extras (pins: requirements-extras.txt)'
-
-
-class MissingExtraError(UserError, ImportError):
-    """An optional package a feature needs is not installed (or not a usable version)."""
 
 
 def require(module: str, feature: str, package: str | None = None) -> ModuleType:

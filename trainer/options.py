@@ -1,29 +1,26 @@
 """The options of one training run: defaults from the recipe, every value checked.
 
 ``train(model, epoch=3, batch=32, ...)`` and the command line (``trainer.cli``, which
-converts its Namespace here once) build the same ``TrainOptions``; a bad value is an
-``OptionError`` naming the flag, which the parser prints as its own one-line error.
+converts its Namespace here once) build the same ``TrainOptions``, once, at the edge; the
+trainer passes it down as it is. A bad value is an ``OptionError`` naming the flag, which
+the parser prints as its own one-line error. The model's own options (``model_options``)
+are an opaque mapping: the trainer records them and hands them to the model's factory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass, field
 
-from layers import INITIALIZERS
 from trainer import validators
 from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS, GPU_COMMUNICATORS
-from trainer.errors import UserError
+from trainer.errors import OptionError
 from trainer.recipe import RECIPE
-from trainer.registry import DEFAULT_ARCH
 from trainer.stopping import StoppingError, mode_of
 from trainer.transforms import PRESETS
-
-
-class OptionError(UserError, ValueError):
-    """An option value that cannot be used; the message names the flag."""
 
 
 def default_workers() -> int:
@@ -36,6 +33,9 @@ class TrainOptions:
     """Everything a training run is told. Field names are the command line's destinations.
 
     The recipe's knobs (``epoch``, ``batch``, ``lr``) default to ``trainer.recipe.RECIPE``.
+    ``arch`` names the model's factory (``trainer.registry``; None: the model's own class),
+    ``model_options`` the keywords it was called with (the flags given for them), which the
+    run records so that resume, predict, serve and export rebuild the same model.
     """
 
     save_path: str = './'
@@ -59,9 +59,8 @@ class TrainOptions:
     keep: int = 3
     communicator: str | None = None
     progress: bool = False
-    arch: str = DEFAULT_ARCH
-    init: str | None = None
-    plain: bool = False
+    arch: str | None = None
+    model_options: dict = field(default_factory=dict)
     tf32: bool = True
     tensorboard: str | None = None
     early_stopping: str | None = None
@@ -72,7 +71,12 @@ class TrainOptions:
 
     @classmethod
     def make(cls, options: object | None = None, **overrides) -> TrainOptions:
-        """Options from a TrainOptions, an argparse Namespace or None, then ``overrides``."""
+        """Options from a TrainOptions, an argparse Namespace or None, then ``overrides``.
+
+        A TrainOptions without overrides is returned as it is (it was checked when made).
+        """
+        if isinstance(options, TrainOptions) and not overrides:
+            return options
         if options is None:
             values = {}
         elif isinstance(options, TrainOptions):
@@ -92,20 +96,23 @@ class TrainOptions:
             if value is None:
                 continue
             try:
-                check(str(value))
+                _check_typed(check, value)
             except ValueError as error:
                 raise OptionError(f'argument {flag}: {error}') from None
         for name, flag, choices in (
             ('dataset', '--dataset', sorted(DATASETS)),
             ('preset', '--preset', PRESETS),
             ('communicator', '--communicator', (None, *COMMUNICATORS)),
-            ('init', '--init', (None, *INITIALIZERS)),
         ):
             if getattr(self, name) not in choices:
                 raise OptionError(
                     f'argument {flag}: invalid choice {getattr(self, name)!r} (choose from '
                     f'{", ".join(str(c) for c in choices if c is not None)})'
                 )
+        if not isinstance(self.model_options, dict):
+            raise OptionError(
+                f"model_options: a dict of the factory's keywords, not {self.model_options!r}"
+            )
         if self.batch % self.train_batch_divide:
             raise OptionError(
                 f'argument -b/--batch: {self.batch} is not divisible by '
@@ -143,9 +150,14 @@ class TrainOptions:
         """Images per evaluation batch: ``--eval-batch``, else ``-b``."""
         return self.eval_batch or self.batch
 
-    def model_options(self) -> dict:
-        """The options passed to the architecture's factory (None: its own default)."""
-        return {'init': self.init, 'fast': False if self.plain else None}
+
+def _check_typed(check, value) -> None:
+    """``check`` (a ``trainer.validators`` check) on a typed value: a number, not its text."""
+    number = numbers.Real if check is validators.positive_float else numbers.Integral
+    if isinstance(value, bool) or not isinstance(value, number):
+        wanted = 'a number' if number is numbers.Real else 'an integer'
+        raise ValueError(f'must be {wanted}, got {value!r}')
+    check(value)
 
 
 _FIELD_CHECKS = {

@@ -4,7 +4,8 @@ The reference (nutszebra/squeeze_net with nutszebra/trainer) trains SqueezeNet w
 bypass the DenseNet way (Huang et al. 2017, arXiv 1608.06993: "the way of optimization and
 hyperparameters are same as in" DenseNet, says its README). The trainer, the transforms,
 the benchmark and the README's table all read ``RECIPE``; the command-line flags that
-override a field (``-e``, ``-b``, ``-lr``, ``--init``) take their defaults from it.
+override a field (``-e``, ``-b``, ``-lr``) take their defaults from it. The model's own knobs
+(SqueezeNet's dropout and initialization) are its factory's defaults, not the trainer's.
 """
 
 import dataclasses
@@ -39,11 +40,6 @@ class Recipe:
     )
     quick_pad: int = _knob(
         4, '`--preset 32` only (not the reference): zero-pad 4, random 32x32 crop, test at 32'
-    )
-    dropout: float = _knob(0.5, 'SqueezeNet paper: dropout 0.5 after fire9')
-    init: str = _knob(
-        'orthonormal',
-        "the reference trainer's `weight_relu_initialization`: orthonormal, variance 2 / in",
     )
 
 

@@ -2,10 +2,11 @@
 
 A run folder (``-p``) is the unit of a result. What it holds:
 
-- ``run.json``: the settings that define the run (architecture, data set and its size,
-  preset, batch, ``-trb``, lr, seed, processes), the epochs asked for, and one entry per
-  session (command line, resolved options, versions, device, git commit). A resume whose
-  settings differ is refused; prediction reads the architecture, data set and preset here.
+- ``run.json``: the settings that define the run (architecture and the options its factory
+  was called with, data set and its size, preset, batch, ``-trb``, lr, seed, processes),
+  the epochs asked for, and one entry per session (command line, resolved options,
+  versions, device, git commit). A resume whose settings differ is refused; prediction,
+  serving and export rebuild the model from the architecture and its options here.
 - ``snapshot_epoch_N``: the whole ``chainer.training.Trainer`` after epoch N (model,
   optimizer, iterator, log), an npz file. Snapshots are the truth: found by exact name and
   epoch number, never by time; the last ``--keep`` are kept.
@@ -40,6 +41,7 @@ import numpy as np
 from chainer.serializers import npz
 from chainer.training import extension
 
+from trainer import registry
 from trainer.errors import ModelFileError, RunFolderError
 from trainer.registry import DEFAULT_ARCH
 
@@ -63,6 +65,7 @@ EPOCH_KEY = 'updater/iterator:main/epoch'
 # Settings that define a run: a resume must not change them (the epochs may grow).
 DEFINING = (
     'arch',
+    'model_options',
     'dataset',
     'train_images',
     'test_images',
@@ -321,12 +324,24 @@ def model_settings(
     """(arch, dataset, preset) a weights file was trained with: its run's ``run.json``.
 
     A value given must agree with the record (ModelFileError if not); without a record,
-    the given values or ``MODEL_DEFAULTS`` are used.
+    the given values or ``MODEL_DEFAULTS`` are used. A recorded architecture that cannot be
+    rebuilt here (a script's ``__main__``, a module not importable from here) is one line
+    that says to give ``--arch``, which then overrides it.
     """
     record = read_record_beside(path)
-    recorded = record['settings'] if record else {}
+    recorded = dict(record['settings']) if record else {}
+    source = Path(path).parent / RUN_FILE
+    unbuildable = 'arch' in recorded and not registry.recordable(recorded['arch'])
+    if unbuildable and arch != recorded['arch']:
+        if arch is None:
+            raise ModelFileError(
+                f'{source} records arch {recorded["arch"]}, which cannot be imported from here: '
+                'give --arch package.module:Factory (run from the folder you trained in) or '
+                '--arch path/to/file.py:Factory'
+            )
+        del recorded['arch']  # --arch stands in for a record that cannot be rebuilt
     given = {'arch': arch, 'dataset': dataset, 'preset': preset}
-    check_record(given, recorded, Path(path).parent / RUN_FILE)
+    check_record(given, recorded, source)
     return tuple(
         recorded.get(name, MODEL_DEFAULTS[name] if value is None else value)
         for name, value in given.items()
@@ -347,6 +362,14 @@ def check_record(given: dict[str, str | None], recorded: dict, source: str | os.
                 f'--{name} {value}: {source} says this model was trained with {name} '
                 f'{recorded[name]}; leave --{name} out to use it'
             )
+
+
+def model_options(path: str | os.PathLike) -> dict:
+    """The options the model's factory was called with, from the ``run.json`` beside a
+    weights file (``{}`` without one): resume, predict, serve and export rebuild with them."""
+    record = read_record_beside(path)
+    options = record['settings'].get('model_options') if record else None
+    return dict(options) if isinstance(options, dict) else {}
 
 
 def _parse_record(path: Path) -> dict:
@@ -545,12 +568,31 @@ class RunFolder:
             return
         old = record['settings']
         for name in DEFINING:
+            if name == 'arch' and _same_arch(old.get(name), settings.get(name)):
+                continue
             if name in old and old[name] != settings.get(name):
                 raise RunFolderError(
                     f'{self.path}: this run was made with {name} {_show(old[name])}, not '
                     f'{_show(settings.get(name))}; resuming would change it. Run with the '
                     'same settings, or start a separate run with another -p'
                 )
+
+
+def _same_arch(old: str | None, new: str | None) -> bool:
+    """Whether a recorded arch and this session's are the same factory, recorded apart.
+
+    Equal; or an older version's record of a script's net (``__main__:Net``) and the
+    importable path of the same ``Net``; or two names of one factory (a script's net by its
+    module in one session, by its file in another: same file, same name); or the same name
+    where the old record cannot be imported from here (the weights are checked on loading).
+    """
+    if old == new:
+        return True
+    if old is None or new is None or old.rpartition(':')[2] != new.rpartition(':')[2]:
+        return False
+    if old.startswith(f'{registry.MAIN}:'):
+        return True
+    return registry.same_factory(old, new) is not False
 
 
 def _show(value) -> str:

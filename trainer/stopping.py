@@ -18,13 +18,9 @@ import numpy as np
 from chainer.serializers import NpzDeserializer
 from chainer.training.triggers import EarlyStoppingTrigger, IntervalTrigger
 
-from trainer.errors import UserError
+from trainer.errors import StoppingError
 
 MODES = ('min', 'max')
-
-
-class StoppingError(UserError, ValueError):
-    """An early-stopping setting that cannot be used; the message names it."""
 
 
 def mode_of(key: str) -> str:

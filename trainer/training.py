@@ -16,7 +16,6 @@ import datetime
 import json
 import logging
 import random
-import sys
 from pathlib import Path
 
 import chainer
@@ -133,7 +132,7 @@ def build_trainer(
     ``comm``, one rank of a data-parallel run: gradients averaged over the ranks, evaluation
     summed over them, files written and reports printed by rank 0 only.
     """
-    options = TrainOptions.make(options)
+    options = TrainOptions.make(options)  # as it is when already made
     folder = folder or RunFolder(options.save_path, options.img_dir, plots.draw)
     if distributed.is_root(comm):
         folder.path.mkdir(parents=True, exist_ok=True)
@@ -210,13 +209,19 @@ def train(
     model: chainer.Link,
     options: TrainOptions | object | None = None,
     cifar: Cifar | None = None,
+    *,
+    command: list[str] | None = None,
     **overrides,
 ) -> list[dict]:
     """Train ``model`` in a run folder and return the log entries.
 
     ``options`` is a ``TrainOptions`` (or an argparse Namespace of the same flags, or None);
     keywords override its fields: ``train(model, save_path='run', epoch=30, preset='32')``.
-    ``cifar`` is an already loaded data set (else ``options.data`` is read).
+    ``options.arch`` names the factory that built ``model`` with ``options.model_options``
+    (both recorded in ``run.json``, for resume, predict, serve and export); None means the
+    model's own class, called with the class count.
+    ``cifar`` is an already loaded data set (else ``options.data`` is read). ``command`` is
+    the command line that started the run, recorded with the session in ``run.json``.
     A folder that holds a snapshot is resumed from its newest one that loads, with the
     same settings (``run.json``), and ``epoch`` may grow; see ``trainer.run_folder``.
     The shuffling and augmentation follow ``options.seed``; see ``set_seed`` for the
@@ -226,6 +231,7 @@ def train(
     the user can fix.
     """
     options = TrainOptions.make(options, **overrides)
+    arch = _arch(model, options)
     comm = distributed.create_communicator(options.communicator)
     with distributed.abort_on_error(comm):
         get_device(distributed.device_id(options.gpu, comm))  # usable? (one line if not)
@@ -235,7 +241,7 @@ def train(
         root = distributed.is_root(comm)
         folder = RunFolder(options.save_path, options.img_dir if root else None, plots.draw)
         with folder.open() if root else contextlib.nullcontext():
-            done, arrays, log = _open_run(folder, model, options, data, comm)
+            done, arrays, log = _open_run(folder, arch, options, data, comm, command)
             if done == options.epoch:
                 logger.info(
                     'nothing to do: %s already holds the %d epochs of -e %d',
@@ -267,7 +273,7 @@ def train(
 
 
 def _open_run(
-    folder: RunFolder, model: chainer.Link, options: TrainOptions, data: Cifar, comm
+    folder: RunFolder, arch: str, options: TrainOptions, data: Cifar, comm, command=None
 ) -> tuple[int, dict | None, list | None]:
     """Check the run folder against these settings; return (finished epochs, the newest
     snapshot's arrays, its log). Rank 0 decides and writes; the other ranks follow.
@@ -276,7 +282,7 @@ def _open_run(
     this session is added to run.json.
     """
     root = distributed.is_root(comm)
-    settings = run_settings(model, options, data, comm)
+    settings = run_settings(arch, options, data, comm)
     newest, record = None, None
     if root:
         record = folder.read_record()
@@ -297,7 +303,7 @@ def _open_run(
     if root:
         if newest:
             log = folder.publish(newest[1])
-        folder.write_record(_record(record, settings, options, comm))
+        folder.write_record(_record(record, settings, options, comm, command))
         chainerui_files(folder.path)  # ChainerUI's `log` (-> log.json) and `args`
     if not done:
         return 0, None, []
@@ -322,15 +328,18 @@ def set_seed(seed: int | None) -> None:
 
 
 def run_settings(
-    model: chainer.Link,
+    arch: str,
     options: TrainOptions,
     data: Cifar,
     comm: distributed.Communicator | None = None,
 ) -> dict:
-    """What defines this run (``run_folder.DEFINING``), plus the model's construction."""
+    """What defines this run (``run_folder.DEFINING``), the model's construction included.
+
+    ``arch`` is what ``run.json`` records for the model's factory (``registry.record_name``).
+    """
     return {
-        'arch': _arch_name(model, options.arch),
-        'model_options': {k: v for k, v in options.model_options().items() if v is not None},
+        'arch': arch,
+        'model_options': {k: v for k, v in options.model_options.items() if v is not None},
         'n_classes': data.n_classes,
         'dataset': options.dataset,
         'train_images': len(data.train),
@@ -344,27 +353,32 @@ def run_settings(
     }
 
 
-def _arch_name(model: chainer.Link, arch: str) -> str:
-    """``arch`` unless it names a class that ``model`` is not; then the class's import path.
+def _arch(model: chainer.Link, options: TrainOptions) -> str:
+    """What ``run.json`` records as the model's factory: ``options.arch``, importably.
 
-    (A model passed to ``train()`` directly need not come from ``--arch``.)
+    Without ``options.arch``, the model's own class (by its registered name if it has one).
+    An ``options.arch`` that names a class ``model`` is not an instance of is refused.
     """
-    cls = type(model)
-    try:
-        factory = registry.resolve(arch)
-    except registry.ArchitectureError:
-        factory = None
-    if factory is cls or (factory is not None and not isinstance(factory, type)):
-        return arch
-    return f'{cls.__module__}:{cls.__qualname__}'
+    if options.arch is None:
+        cls = type(model)
+        return registry.name_of(cls) or f'{cls.__module__}:{cls.__qualname__}'
+    if not registry.builds(options.arch, model):
+        cls = type(model)
+        raise OptionError(
+            f'argument --arch: {options.arch} does not build the model given, a '
+            f'{cls.__module__}.{cls.__qualname__}; give the arch that does (or none)'
+        )
+    return registry.record_name(options.arch)
 
 
-def _record(old: dict | None, settings: dict, options: TrainOptions, comm) -> dict:
+def _record(
+    old: dict | None, settings: dict, options: TrainOptions, comm, command: list[str] | None
+) -> dict:
     """``run.json``: the settings, the epochs asked for, and this session appended."""
     session = {
         'started': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
-        'argv': sys.argv,
-        'options': {k: v for k, v in vars(options).items()},
+        'argv': command,
+        'options': {**vars(options), 'arch': settings['arch']},
         'environment': environment(distributed.device_id(options.gpu, comm)),
     }
     sessions = (old or {}).get('sessions', [])
