@@ -298,7 +298,7 @@ def _normalized(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarr
     c = x.shape[-1]
     out = np.empty(x.shape, x.dtype)
     x2 = np.ascontiguousarray(x).reshape(-1, c)
-    kernels.scale_shift_relu(x2, scale[None], shift[None], out.reshape(1, -1, c), True)
+    kernels.scale_shift_relu(x2, scale[None], shift[None], out.reshape(1, -1, c), 0.0)
     return out
 
 

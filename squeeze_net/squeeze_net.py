@@ -1,5 +1,7 @@
 """SqueezeNet v1.0 with simple bypass (Iandola et al. 2016, arXiv 1602.07360)."""
 
+from typing import Literal
+
 import chainer
 from chainer import initializers
 
@@ -49,7 +51,7 @@ class SqueezeNet(chainer.Chain):
         self,
         n_classes: int = 10,
         dropout: float = 0.5,
-        init: str = 'orthonormal',
+        init: Literal['orthonormal', 'he'] = 'orthonormal',
         fast: bool = True,
     ) -> None:
         super().__init__()

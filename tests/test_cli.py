@@ -114,12 +114,23 @@ def test_squeezenets_flags_keep_the_reference_spellings():
     assert parse_args([]).model_options == {} and parse_args([]).arch is None
 
 
-def test_a_bad_value_the_factory_refuses_is_one_line(tmp_path, capsys):
+def test_a_bad_value_of_a_literal_option_is_refused_by_the_parser(tmp_path, capsys):
+    """SqueezeNet's init is a Literal: its choices are the parser's (one line, status 2)."""
     import main
 
-    assert main.main(['--init', 'bogus', '-p', str(tmp_path / 'run'), '--workers', '0']) == 1
-    err = capsys.readouterr().err
-    assert err == (
-        "error: --arch squeezenet --init bogus: unknown initializer 'bogus': choose one of "
-        'orthonormal, he\n'
+    with pytest.raises(SystemExit) as stop:
+        main.main(['--init', 'bogus', '-p', str(tmp_path / 'run'), '--workers', '0'])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --init: invalid choice: 'bogus'" in err and "'he'" in err
+
+
+def test_a_bad_value_the_factory_refuses_is_one_line(tmp_path, capsys):
+    from trainer import registry
+
+    with pytest.raises(registry.ArchitectureError) as error:
+        registry.build('squeezenet', 10, init='bogus')  # from Python: the factory refuses
+    assert str(error.value) == (
+        "--arch squeezenet --init bogus: unknown initializer 'bogus': choose one of "
+        'orthonormal, he'
     )
