@@ -3,6 +3,7 @@
 Classify images: python main.py predict -m RUN/model.npz cat.jpg dog.png [--top 3] [--json]
 Serve it over HTTP, with a web page at /: python main.py serve -m RUN/model.npz [--port 8000]
 Export it to ONNX: python main.py export -m RUN/model.npz -o model.onnx (then --backend onnx)
+Your own images: python main.py --dataset folder --data ROOT (ROOT/train/<class>/, ROOT/test/)
 
 Any registered architecture or import path trains, predicts and serves the same way
 (``--arch package.module:Factory``); see trainer.registry.
@@ -37,10 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     with _stop_on_sigterm(), np.errstate(all='ignore'):  # a NaN loss is one line, not warnings
         try:
             trainer.set_seed(options.seed)  # before building the model: seeds its weights
-            model = registry.build(
-                options.arch, trainer.N_CLASSES[options.dataset], **options.model_options()
-            )
-            trainer.train(model, options)
+            data = trainer.load_dataset(options.dataset, options.data, options.skip_bad_images)
+            model = registry.build(options.arch, data.n_classes, **options.model_options())
+            trainer.train(model, options, data)
         except trainer.UserError as error:
             return _fail(error)
         except KeyboardInterrupt:

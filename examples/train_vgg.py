@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> list:
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     trainer.set_seed(options.seed)  # before the model exists, so its initial weights follow it
     try:
-        return trainer.train(VGG(trainer.N_CLASSES[options.dataset]), options)
+        data = trainer.load_dataset(options.dataset, options.data, options.skip_bad_images)
+        return trainer.train(VGG(data.n_classes), options, data)
     except trainer.UserError as error:  # every error a user can cause: one line
         sys.exit(f'error: {error}')
 

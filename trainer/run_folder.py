@@ -40,6 +40,7 @@ import numpy as np
 from chainer.serializers import npz
 from chainer.training import extension
 
+from trainer.datasets import DATASETS
 from trainer.errors import ModelFileError, RunFolderError
 from trainer.registry import DEFAULT_ARCH
 
@@ -64,6 +65,7 @@ EPOCH_KEY = 'updater/iterator:main/epoch'
 DEFINING = (
     'arch',
     'dataset',
+    'class_names',
     'train_images',
     'test_images',
     'preset',
@@ -331,6 +333,25 @@ def model_settings(
         recorded.get(name, MODEL_DEFAULTS[name] if value is None else value)
         for name, value in given.items()
     )
+
+
+def class_names(path: str | os.PathLike, dataset: str) -> tuple[str, ...]:
+    """The class names, in label order, of the model in a weights file: those its run
+    trained with (``run.json``), else the built-in names of ``dataset`` (older records).
+
+    ModelFileError when neither says (a folder data set's weights without their run.json).
+    """
+    record = read_record_beside(path)
+    names = record['settings'].get('class_names') if record else None
+    if names:
+        return tuple(names)
+    names = DATASETS[dataset].label_names
+    if not names:
+        raise ModelFileError(
+            f'{path}: no {RUN_FILE} beside it names the classes of this --dataset {dataset} '
+            f'model; keep the weights in their run folder'
+        )
+    return names
 
 
 def check_record(given: dict[str, str | None], recorded: dict, source: str | os.PathLike) -> None:
