@@ -17,7 +17,7 @@ from PIL import Image
 import main
 from inference import load_predictor, open_image, to_cifar
 from trainer import DataError, load_dataset
-from trainer.folders import BYTES_PER_IMAGE, load_image_folder
+from trainer.folders import BYTES_PER_IMAGE, _available_memory, load_image_folder
 from trainer.run_folder import class_names
 
 COLOURS = {'bird': (200, 40, 40), 'cat': (40, 200, 40), 'dog': (40, 40, 200)}
@@ -194,6 +194,7 @@ def test_memory_is_checked_before_decoding(tmp_path):
     assert len(load_image_folder(root, memory=need).train) == 3
     with pytest.raises(DataError, match='6 images take 0.00 GB decoded at 32x32'):
         load_image_folder(root, memory=need - 1)
+    assert _available_memory() is None or _available_memory() > need
 
 
 def test_load_dataset_chooses_the_folder_and_needs_a_path(tmp_path):

@@ -55,7 +55,8 @@ def load_image_folder(
             pixel limit) instead of refusing the set; each is logged and counted.
         max_pixels: refuse an image declaring more pixels (from its header); None:
             Pillow's bomb limit, as ``predict`` has.
-        memory: bytes the decoded set may take (None: the memory available now).
+        memory: bytes the decoded set may take (None: the memory available now, Linux's
+            MemAvailable).
 
     Returns the data set (``val`` set when ``root/val`` exists) with the class names of
     ``train/``; ``skipped`` lists the files left out, with why. Raises DataError with one
@@ -196,8 +197,16 @@ def _decoder(max_pixels: int | None) -> Callable[[Path], np.ndarray]:
 
 
 def _available_memory() -> int | None:
+    """Linux's MemAvailable (free memory plus what the page cache would give back), else
+    the physical memory; None where neither is known."""
     try:
-        return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
     except (ValueError, OSError, AttributeError):  # not on this system
         return None
 
