@@ -230,6 +230,25 @@ def test_train_on_a_folder_then_predict_with_its_class_names(tmp_path, capsys):
     assert labels and set(labels) <= {'kiwi', 'lime', 'plum'}
 
 
+def test_a_resume_with_other_class_names_is_refused(tmp_path, capsys):
+    root = write_tree(tmp_path / 'images', per_class=2)
+    out = tmp_path / 'run'
+    assert main.main(argv(out, root, '--dataset', 'folder')) == 0
+    for split in ('train', 'test'):
+        (root / split / 'dog').rename(root / split / 'wolf')
+    capsys.readouterr()
+    assert main.main(argv(out, root, '--dataset', 'folder', '-e', '2')) == 1
+    error = capsys.readouterr().err
+    assert "made with class_names ['bird', 'cat', 'dog'], not ['bird', 'cat', 'wolf']" in error
+
+
+def test_records_without_class_names_fall_back_to_the_data_sets(tmp_path):
+    record = {'format': 1, 'settings': {'arch': 'squeezenet', 'dataset': 'cifar100'}}
+    (tmp_path / 'run.json').write_text(json.dumps(record))
+    assert class_names(tmp_path / 'model.npz', 'cifar100')[:2] == ('apple', 'aquarium_fish')
+    assert class_names(tmp_path / 'elsewhere' / 'model.npz', 'cifar10')[0] == 'airplane'
+
+
 def test_bad_folder_stops_before_the_run_folder_is_made(tmp_path, capsys):
     root = write_tree(tmp_path / 'images', per_class=1)
     _truncated(root)
