@@ -132,6 +132,14 @@ def _extra_class(split: str):
     return spoil
 
 
+def _flat(root: Path) -> Path:
+    for path in (root / 'train').rglob('*.*'):
+        path.rename(root / 'train' / f'{path.parent.name}-{path.name}')
+    for name in COLOURS:
+        (root / 'train' / name).rmdir()
+    return root
+
+
 def _no_test(root: Path) -> Path:
     shutil.rmtree(root / 'test')
     return root
@@ -156,6 +164,7 @@ def _returning_root(spoil):
         (_extra_class('test'), 'test/zebra: a class that train/ does not have'),
         (_extra_class('val'), 'val/zebra: a class that train/ does not have'),
         (_one_class, '1 class folders (only bird); a classifier needs at least two'),
+        (_flat, '0 class folders (none); a classifier needs at least two: the images go in'),
         (_returning_root(_truncated), 'broken.jpg: damaged image'),
         (_returning_root(_bomb), 'bomb.png: too many pixels'),
         (_returning_root(lambda r: _file(r / 'train' / 'cat' / 'e.png')), 'e.png: not an image'),

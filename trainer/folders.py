@@ -122,7 +122,10 @@ def _list(root: Path) -> tuple[dict[str, tuple[list[str], list[tuple[str, Path]]
                 f'{root}: no {split}/ folder (expected {split}/<class>/<image> in it: one '
                 'subfolder per class)'
             )
-        classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and _visible(p))
+        try:
+            classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and _visible(p))
+        except OSError as error:
+            raise DataError(f'{folder}: cannot read ({error.strerror or error})') from None
         files = []
         for name in classes:
             found, skipped = _images(folder / name)
@@ -136,9 +139,11 @@ def _list(root: Path) -> tuple[dict[str, tuple[list[str], list[tuple[str, Path]]
     train = listing['train'][0]
     if len(train) < 2:
         found = f'only {train[0]}' if train else 'none'
+        loose = any(p.suffix.lower() in SUFFIXES for p in (root / 'train').iterdir())
+        hint = ': the images go in train/<class>/, one subfolder per class' if loose else ''
         raise DataError(
             f'{root / "train"}: {len(train)} class folders ({found}); a classifier needs at '
-            'least two'
+            f'least two{hint}'
         )
     for split in SPLITS[1:]:
         extra = [c for c in listing.get(split, ((), ()))[0] if c not in train]

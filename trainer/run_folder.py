@@ -2,7 +2,7 @@
 
 A run folder (``-p``) is the unit of a result. What it holds:
 
-- ``run.json``: the settings that define the run (architecture, data set and its size,
+- ``run.json``: the settings that define the run (architecture, data set, classes and size,
   preset, batch, ``-trb``, lr, seed, processes), the epochs asked for, and one entry per
   session (command line, resolved options, versions, device, git commit). A resume whose
   settings differ is refused; prediction reads the architecture, data set and preset here.
