@@ -110,7 +110,7 @@ def _list(root: Path) -> tuple[dict[str, tuple[list[str], list[tuple[str, Path]]
     if not root.is_dir():
         raise DataError(
             f'{root}: a file, not a folder of train/<class>/<image> and test/<class>/<image>'
-            ' (a CIFAR archive takes --dataset cifar10 or cifar100)'
+            ' (extract an archive first; a CIFAR python archive takes --dataset cifar10)'
         )
     listing, ignored = {}, 0
     for split in SPLITS:
