@@ -3,6 +3,8 @@
 Classify images: python main.py predict -m RUN/model.npz cat.jpg dog.png [--top 3] [--json]
 Serve it over HTTP, with a web page at /: python main.py serve -m RUN/model.npz [--port 8000]
 Export it to ONNX: python main.py export -m RUN/model.npz -o model.onnx (then --backend onnx)
+Your own images: python main.py --dataset folder --data ROOT (ROOT/train/<class>/, ROOT/test/)
+Summarize runs: python main.py summarize RUN [RUN ...] [--target 0.9] [--json]
 
 Any registered architecture or import path trains, predicts and serves the same way
 (``--arch package.module:Factory``); see trainer.registry.
@@ -18,7 +20,7 @@ import numpy as np
 import inference
 import serving
 import trainer
-from trainer import registry
+from trainer import registry, summary
 
 INTERRUPTED = 130  # the shell's status for Ctrl-C (128 + SIGINT)
 TERMINATED = 143  # 128 + SIGTERM
@@ -30,18 +32,18 @@ class Terminated(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ('predict', 'serve', 'export'):
-        return {'predict': predict, 'serve': serve, 'export': export}[argv[0]](argv[1:])
+    commands = {'predict': predict, 'serve': serve, 'export': export, 'summarize': summarize}
+    if argv and argv[0] in commands:
+        return commands[argv[0]](argv[1:])
     options = trainer.parse_args(argv, trainer.build_parser(__doc__))
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     with _stop_on_sigterm(), np.errstate(all='ignore'):  # a NaN loss is one line, not warnings
         try:
             trainer.set_seed(options.seed)  # before building the model: seeds its weights
+            data = trainer.load_dataset(options.dataset, options.data, options.skip_bad_images)
             arch = options.arch or registry.DEFAULT_ARCH
-            model = registry.build(
-                arch, trainer.N_CLASSES[options.dataset], **options.model_options
-            )
-            trainer.train(model, options, command=['main.py', *argv])
+            model = registry.build(arch, data.n_classes, **options.model_options)
+            trainer.train(model, options, data, command=['main.py', *argv])
         except trainer.UserError as error:
             return _fail(error)
         except KeyboardInterrupt:
@@ -106,6 +108,17 @@ def export(argv: list[str]) -> int:
         f'{info.preset}; ONNX Runtime matches Chainer within {max(result.errors.values()):.2g} '
         f'(allowed {result.allowed:.2g}) at batch {", ".join(map(str, result.errors))}'
     )
+    return 0
+
+
+def summarize(argv: list[str]) -> int:
+    """Print each run's accuracies and timings, and their mean and spread over the runs."""
+    args = summary.build_parser('main.py summarize').parse_args(argv)
+    try:
+        result = summary.summarize(args.runs, args.target)
+    except trainer.UserError as error:
+        return _fail(error)
+    print(summary.format_json(result) if args.json else summary.format_text(result))
     return 0
 
 

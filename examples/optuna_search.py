@@ -82,7 +82,7 @@ def search(
             'another folder'
         )
     if data is None:
-        data = trainer.load_cifar(options.dataset, options.data)
+        data = trainer.load_dataset(options.dataset, options.data, options.skip_bad_images)
     study = optuna.create_study(
         direction='maximize',
         sampler=optuna.samplers.TPESampler(seed=seed),

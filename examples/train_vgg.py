@@ -80,11 +80,10 @@ def main(argv: list[str] | None = None) -> list:
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     trainer.set_seed(options.seed)  # before the model exists, so its initial weights follow it
     try:
-        model = registry.build(
-            options.arch, trainer.N_CLASSES[options.dataset], **options.model_options
-        )
+        data = trainer.load_dataset(options.dataset, options.data, options.skip_bad_images)
+        model = registry.build(options.arch, data.n_classes, **options.model_options)
         command = ['train_vgg.py', *(sys.argv[1:] if argv is None else argv)]
-        return trainer.train(model, options, command=command)
+        return trainer.train(model, options, data, command=command)
     except trainer.UserError as error:  # every error a user can cause: one line
         sys.exit(f'error: {error}')
 

@@ -29,11 +29,16 @@ import numpy as np
 
 from inference.onnx_backend import INPUT, OUTPUT, ModelInfo, OnnxForward
 from trainer import registry
-from trainer.datasets import DATASETS
 from trainer.environment import git_commit
 from trainer.errors import UserError
 from trainer.extras import INSTALL, MissingExtraError, require
-from trainer.run_folder import load_weights, model_options, model_settings, write_atomically
+from trainer.run_folder import (
+    class_names,
+    load_weights,
+    model_options,
+    model_settings,
+    write_atomically,
+)
 from trainer.transforms import make_transforms
 
 # ONNX Runtime's logits may differ from Chainer's by this fraction of the largest logit
@@ -92,7 +97,7 @@ def export_onnx(
     if not output.parent.is_dir():
         raise ExportError(f'{output}: cannot write (no folder {output.parent})')
     arch, dataset, preset = model_settings(model_path, arch, dataset, preset)
-    labels = DATASETS[dataset].label_names
+    labels = class_names(model_path, dataset)
     options = {**model_options(model_path), **registry.accepted_options(arch, {'fast': False})}
     model = registry.build(arch, len(labels), **options)
     load_weights(model, model_path, len(labels))

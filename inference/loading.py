@@ -12,10 +12,9 @@ import os
 from inference.onnx_backend import load_onnx_predictor
 from inference.predictor import Predictor
 from trainer import registry
-from trainer.datasets import DATASETS
 from trainer.devices import get_device
 from trainer.errors import DeviceError
-from trainer.run_folder import load_weights, model_options, model_settings
+from trainer.run_folder import class_names, load_weights, model_options, model_settings
 
 BACKENDS = ('chainer', 'onnx')
 
@@ -56,7 +55,7 @@ def load_chainer_predictor(
     it; the settings are resolved against the run's record as ``load_predictor`` says.
     """
     arch, dataset, preset = model_settings(path, arch, dataset, preset)
-    labels = DATASETS[dataset].label_names
+    labels = class_names(path, dataset)
     device = get_device(gpu)
     model = registry.build(arch, len(labels), **model_options(path))
     load_weights(model, path, len(labels))

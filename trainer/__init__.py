@@ -11,7 +11,7 @@ import chainer_compat  # noqa: F401  (first: lets Chainer import on current stac
 
 # isort: split
 from trainer.cli import build_parser, parse_args
-from trainer.datasets import DATASETS, N_CLASSES, Cifar, Split, load_cifar
+from trainer.datasets import DATASETS, N_CLASSES, Cifar, Split, load_cifar, load_dataset
 from trainer.devices import get_device
 from trainer.errors import (
     ArchitectureError,
@@ -76,6 +76,7 @@ __all__ = [
     'build_trainer',
     'get_device',
     'load_cifar',
+    'load_dataset',
     'load_weights',
     'log_extras',
     'make_iterators',

@@ -88,9 +88,16 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
     add(
         '--data',
         help='cifar-10-python.tar.gz / cifar-100-python.tar.gz or the extracted '
-        "folder; default: download once into Chainer's dataset cache",
+        "folder; default: download once into Chainer's dataset cache. With --dataset folder: "
+        'a folder of train/<class>/<image> and test/<class>/<image>',
     )
     add('--dataset', choices=sorted(DATASETS), default='cifar10')
+    add(
+        '--skip-bad-images',
+        action='store_true',
+        help='with --dataset folder, leave out images that do not decode (counted) instead '
+        'of stopping at the first',
+    )
     add(
         '--preset',
         choices=PRESETS,

@@ -1,9 +1,11 @@
-"""CIFAR-10 / CIFAR-100 in the official python format, kept as uint8 in memory.
+"""The data sets: CIFAR-10 / CIFAR-100 in the official python format, or a folder of images,
+kept as uint8 in memory.
 
 ``chainer.datasets.get_cifar10`` converts the whole set to float32 (600 MB for
 CIFAR-10 train); here images stay uint8 (N, 3, 32, 32) and are converted per batch by
 the transforms. Sources: the official ``*.tar.gz`` archive, its extracted folder, or,
-with no path, the official download through Chainer's download cache.
+with no path, the official download through Chainer's download cache. A folder of
+one's own images (``--dataset folder``) is read by ``trainer.folders`` into the same arrays.
 """
 
 import io
@@ -62,6 +64,18 @@ class DatasetSpec:
         return len(self.label_names)
 
 
+@dataclass(frozen=True)
+class FolderSpec:
+    """A folder of images, ``ROOT/train/<class>/<image>`` and ``ROOT/test/...``
+    (``trainer.folders``): its classes are its subfolders, known once it is read."""
+
+    label_names: tuple[str, ...] = ()
+
+    @property
+    def n_classes(self) -> None:
+        return None
+
+
 DATASETS = {
     'cifar10': DatasetSpec(
         url='https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz',
@@ -83,9 +97,11 @@ DATASETS = {
         names_key=b'fine_label_names',
         label_names=CIFAR100_NAMES,
     ),
+    'folder': FolderSpec(),
 }
 """Every data set the trainer reads, by its --dataset name: the one table of them."""
-N_CLASSES = {name: spec.n_classes for name, spec in DATASETS.items()}
+N_CLASSES = {name: spec.n_classes for name, spec in DATASETS.items() if spec.n_classes}
+"""The class counts known before loading (a folder's come from its subfolders)."""
 
 
 @dataclass(frozen=True)
@@ -101,15 +117,38 @@ class Split:
 
 @dataclass(frozen=True)
 class Cifar:
-    """A loaded CIFAR data set: both splits and the class names."""
+    """A loaded data set: both splits and the class names (CIFAR's, or a folder's).
+
+    ``val`` is a folder's optional ``val/`` split; ``skipped`` names the images left out
+    as unreadable (``skip_bad_images``), each ``path: reason``.
+    """
 
     train: Split
     test: Split
     label_names: list[str]
+    val: Split | None = None
+    skipped: tuple[str, ...] = ()
 
     @property
     def n_classes(self) -> int:
         return len(self.label_names)
+
+
+def load_dataset(
+    name: str = 'cifar10', path: str | os.PathLike | None = None, skip_bad_images: bool = False
+) -> Cifar:
+    """The data set ``name`` (``--dataset``) from ``path`` (``--data``): see ``load_cifar`` and
+    ``trainer.folders.load_image_folder`` (which alone uses ``skip_bad_images``)."""
+    if name != 'folder':
+        return load_cifar(name, path)
+    if path is None:
+        raise DataError(
+            '--dataset folder needs --data PATH: a folder holding train/<class>/<image> and '
+            'test/<class>/<image>'
+        )
+    from trainer.folders import load_image_folder  # (it imports this module)
+
+    return load_image_folder(path, skip_bad=skip_bad_images)
 
 
 def load_cifar(name: str = 'cifar10', path: str | os.PathLike | None = None) -> Cifar:
@@ -118,8 +157,8 @@ def load_cifar(name: str = 'cifar10', path: str | os.PathLike | None = None) -> 
     Raises DataError with a one-line message for anything unusable: a missing path, a
     truncated or foreign file, wrong shapes or labels, or no network and no path.
     """
-    if name not in DATASETS:
-        raise DataError(f'unknown dataset {name!r}: choose one of {", ".join(DATASETS)}')
+    if name not in N_CLASSES:
+        raise DataError(f'unknown dataset {name!r}: choose one of {", ".join(N_CLASSES)}')
     spec = DATASETS[name]
     if path is None:
         path = download(name)
@@ -185,7 +224,8 @@ def _folder_reader(path: Path, folder: str):
     def read(member: str) -> dict:
         file = root / member
         if not file.is_file():
-            raise DataError(f'{path}: no {member} in {root} (not an extracted {folder}?)')
+            hint = ' (a folder of images? --dataset folder)' if (path / 'train').is_dir() else ''
+            raise DataError(f'{path}: no {member} in {root} (not an extracted {folder}?){hint}')
         return _unpickle(path, member, file.read_bytes())
 
     return read

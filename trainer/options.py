@@ -52,6 +52,7 @@ class TrainOptions:
     load_log: str | None = None
     data: str | None = None
     dataset: str = 'cifar10'
+    skip_bad_images: bool = False
     preset: str = '122'
     seed: int | None = None
     img_dir: str = 'img'

@@ -3,10 +3,11 @@
 A run folder (``-p``) is the unit of a result. What it holds:
 
 - ``run.json``: the settings that define the run (architecture and the options its factory
-  was called with, data set and its size, preset, batch, ``-trb``, lr, seed, processes),
-  the epochs asked for, and one entry per session (command line, resolved options,
-  versions, device, git commit). A resume whose settings differ is refused; prediction,
-  serving and export rebuild the model from the architecture and its options here.
+  was called with, data set, its classes and size, preset, batch, ``-trb``, lr, seed,
+  processes), the epochs asked for, and one entry per session (command line, resolved
+  options, versions, device, git commit). A resume whose settings differ is refused;
+  prediction, serving and export rebuild the model from the architecture and its options
+  here, and name its classes.
 - ``snapshot_epoch_N``: the whole ``chainer.training.Trainer`` after epoch N (model,
   optimizer, iterator, log), an npz file. Snapshots are the truth: found by exact name and
   epoch number, never by time; the last ``--keep`` are kept.
@@ -42,6 +43,7 @@ from chainer.serializers import npz
 from chainer.training import extension
 
 from trainer import registry
+from trainer.datasets import DATASETS
 from trainer.errors import ModelFileError, RunFolderError
 from trainer.registry import DEFAULT_ARCH
 
@@ -67,6 +69,7 @@ DEFINING = (
     'arch',
     'model_options',
     'dataset',
+    'class_names',
     'train_images',
     'test_images',
     'preset',
@@ -346,6 +349,25 @@ def model_settings(
         recorded.get(name, MODEL_DEFAULTS[name] if value is None else value)
         for name, value in given.items()
     )
+
+
+def class_names(path: str | os.PathLike, dataset: str) -> tuple[str, ...]:
+    """The class names, in label order, of the model in a weights file: those its run
+    trained with (``run.json``), else the built-in names of ``dataset`` (older records).
+
+    ModelFileError when neither says (a folder data set's weights without their run.json).
+    """
+    record = read_record_beside(path)
+    names = record['settings'].get('class_names') if record else None
+    if names:
+        return tuple(names)
+    names = DATASETS[dataset].label_names
+    if not names:
+        raise ModelFileError(
+            f'{path}: no {RUN_FILE} beside it names the classes of this --dataset {dataset} '
+            f'model; keep the weights in their run folder'
+        )
+    return names
 
 
 def check_record(given: dict[str, str | None], recorded: dict, source: str | os.PathLike) -> None:

@@ -27,7 +27,7 @@ from chainer.training import extensions
 
 from trainer import devices, distributed, plots, registry
 from trainer.chainerui import chainerui_files
-from trainer.datasets import Cifar, load_cifar
+from trainer.datasets import Cifar, load_dataset
 from trainer.devices import get_device
 from trainer.environment import environment
 from trainer.errors import DataError
@@ -236,7 +236,11 @@ def train(
     with distributed.abort_on_error(comm):
         get_device(distributed.device_id(options.gpu, comm))  # usable? (one line if not)
         set_seed(distributed.rank_seed(options.seed, comm))
-        data = cifar if cifar is not None else load_cifar(options.dataset, options.data)
+        data = (
+            cifar
+            if cifar is not None
+            else load_dataset(options.dataset, options.data, options.skip_bad_images)
+        )
         _check_batch(options, data, comm)
         root = distributed.is_root(comm)
         folder = RunFolder(options.save_path, options.img_dir if root else None, plots.draw)
@@ -341,6 +345,7 @@ def run_settings(
         'arch': arch,
         'model_options': {k: v for k, v in options.model_options.items() if v is not None},
         'n_classes': data.n_classes,
+        'class_names': list(data.label_names),  # what predict, serve and export name
         'dataset': options.dataset,
         'train_images': len(data.train),
         'test_images': len(data.test),
