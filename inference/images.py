@@ -56,7 +56,7 @@ class ImageTooLargeError(ImageError):
 
 
 def open_image(
-    source: str | os.PathLike | bytes,
+    source: str | os.PathLike | bytes | bytearray,
     max_pixels: int | None = None,
     formats: Sequence[str] | None = None,
 ) -> Image.Image:
@@ -68,7 +68,7 @@ def open_image(
             read from its header before decoding; None: Pillow's own bomb limit only.
         formats: Pillow format names to accept (``('PNG', 'JPEG')``); None: all.
     """
-    if not isinstance(source, bytes):
+    if not isinstance(source, (bytes, bytearray)):
         source = read_file(source)
     with _decoding(formats):
         image = Image.open(io.BytesIO(source), formats=formats)  # reads the header only

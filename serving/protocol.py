@@ -167,6 +167,14 @@ class Stream:
         except asyncio.IncompleteReadError as error:
             raise ClientGone(len(head) + len(error.partial)) from None
 
+    async def some(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes: the buffer's first, else what arrives next; b'' at the end."""
+        if self.buffer:
+            data = bytes(self.buffer[:limit])
+            del self.buffer[:limit]
+            return data
+        return await self.reader.read(min(limit, READ_CHUNK))
+
     async def discard(self, length: int) -> None:
         """Read and drop up to ``length`` bytes, until the stream ends."""
         length -= len(self.buffer)
