@@ -1,8 +1,9 @@
-"""Train SqueezeNet (simple bypass) on CIFAR-10: python main.py -e 300 -b 64 -g 0 -lr 0.1
+"""Train SqueezeNet (simple bypass) on CIFAR-10, classify images with it, serve it, export it:
 
-Classify images: python main.py predict -m RUN/model.npz cat.jpg dog.png [--top 3] [--json]
-Serve it over HTTP, with a web page at /: python main.py serve -m RUN/model.npz [--port 8000]
-Export it to ONNX: python main.py export -m RUN/model.npz -o model.onnx (then --backend onnx)
+    python main.py -e 300 -b 64 -g 0 -lr 0.1
+    python main.py predict -m RUN/model.npz cat.jpg dog.png [--top 3] [--json]
+    python main.py serve -m RUN/model.npz [--port 8000]     (a web page at /)
+    python main.py export -m RUN/model.npz -o model.onnx    (then predict or serve model.onnx)
 
 Any registered architecture or import path trains, predicts and serves the same way
 (``--arch package.module:Factory``); see trainer.registry.
