@@ -7,9 +7,11 @@ classified, and nothing blocks or reads without end.
 import io
 import json
 import os
+import socket
 import struct
 import threading
 import time
+from pathlib import Path
 
 import chainer
 import numpy as np
@@ -20,7 +22,8 @@ import inference
 import main
 from inference.images import open_image, read_file
 from squeeze_net import SqueezeNet
-from trainer.errors import ImageError
+from trainer.errors import ImageError, RunFolderError
+from trainer.run_folder import write_atomically
 
 QUICK = 5.0  # seconds a refusal may take at most (it should take milliseconds)
 
@@ -164,3 +167,91 @@ def test_json_output_keeps_the_order_and_the_errors(model, good, capsys):
     assert [item['file'] for item in items] == ['/dev/zero', str(good)]
     assert items[0]['error'] == 'is a character device, not an image file'
     assert 'predictions' in items[1]
+
+
+def _special_targets(tmp_path):
+    """Existing paths that are not regular files; the device is a link to /dev/full, so a
+    broken check replaces the link, never the device itself."""
+    fifo = tmp_path / 'pipe'
+    os.mkfifo(fifo)
+    device = tmp_path / 'full'
+    device.symlink_to('/dev/full')
+    folder = tmp_path / 'folder'
+    folder.mkdir()
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / 'sock'))
+    return server, {
+        fifo: 'a FIFO',
+        device: 'a character device',
+        folder: 'a folder',
+        tmp_path / 'sock': 'a socket',
+    }
+
+
+def test_write_atomically_refuses_what_is_not_a_regular_file(tmp_path):
+    server, targets = _special_targets(tmp_path)
+    try:
+        for path, kind in targets.items():
+            with pytest.raises(RunFolderError) as error:
+                write_atomically(path, lambda tmp: Path(tmp).write_bytes(b'x' * 1000))
+            assert str(error.value) == (
+                f'{path}: is {kind}, not a regular file; refusing to write over it'
+            )
+        assert (tmp_path / 'pipe').is_fifo() and (tmp_path / 'full').is_char_device()
+        assert (tmp_path / 'full').is_symlink() and (tmp_path / 'sock').is_socket()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ['folder', 'full', 'pipe', 'sock']
+    finally:
+        server.close()
+
+
+def test_write_atomically_still_replaces_a_regular_file(tmp_path):
+    path = tmp_path / 'model.onnx'
+    path.write_bytes(b'old')
+    write_atomically(path, lambda tmp: Path(tmp).write_bytes(b'new'))
+    assert path.read_bytes() == b'new'
+
+
+def _exporter_missing() -> str | None:
+    for name in ('onnx', 'onnxruntime', 'onnx_chainer'):
+        try:
+            __import__(name)
+        except ImportError:
+            return f'needs {name} (make install-extras)'
+    return None
+
+
+needs_exporter = pytest.mark.skipif(
+    _exporter_missing() is not None, reason=_exporter_missing() or ''
+)
+
+
+@needs_exporter
+def test_export_refuses_an_empty_output_and_special_files_with_one_line(model, tmp_path, capsys):
+    server, targets = _special_targets(tmp_path)
+    try:
+        assert main.main(['export', '-m', str(model), '--preset', '32', '-o', '']) == 1
+        assert capsys.readouterr().err == (
+            'error: the output path is empty: name the ONNX file to write\n'
+        )
+        for path, kind in targets.items():
+            assert main.main(['export', '-m', str(model), '--preset', '32', '-o', str(path)]) == 1
+            assert capsys.readouterr().err == (
+                f'error: {path}: is {kind}, not a regular file; refusing to write over it\n'
+            )
+        assert (tmp_path / 'pipe').is_fifo() and (tmp_path / 'full').is_symlink()
+    finally:
+        server.close()
+
+
+@needs_exporter
+def test_an_exported_file_predicts_without_backend(model, good, tmp_path, capsys):
+    onnx = tmp_path / 'model.onnx'
+    assert main.main(['export', '-m', str(model), '--preset', '32', '-o', str(onnx)]) == 0
+    capsys.readouterr()
+    status, out, err = predict(capsys, '-m', onnx, good)
+    assert status == 0 and err == []
+    chainer_status, chainer_out, _ = predict(capsys, '-m', model, '--preset', '32', good)
+    assert chainer_status == 0
+    labels = [part.rsplit(' ', 1)[0] for part in out[0].split(': ', 1)[1].split(', ')]
+    expected = [part.rsplit(' ', 1)[0] for part in chainer_out[0].split(': ', 1)[1].split(', ')]
+    assert labels == expected
