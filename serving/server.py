@@ -57,6 +57,8 @@ from serving.protocol import (
     Request,
     Stream,
     escape,
+    form_file,
+    is_form,
     read_head,
     response,
 )
@@ -443,6 +445,7 @@ class PredictionServer:
             raise HTTPError(413, f'body of {length} bytes is over the limit of {self.max_bytes}')
         if length == 0:
             raise HTTPError(400, 'empty body: send the image bytes')
+        content_type = request.header('Content-Type')
         expect = request.header('Expect')
         if expect is not None and request.version >= (1, 1):
             if expect.lower() != '100-continue':
@@ -458,7 +461,7 @@ class PredictionServer:
             body = await self._receive(stream, length, deadline)
             loop = asyncio.get_running_loop()
             try:
-                image = await loop.run_in_executor(self._pool, self._decode, body)
+                image = await loop.run_in_executor(self._pool, self._decode, body, content_type)
             finally:
                 del body  # the upload is released with its budget share, before the model
         try:
@@ -498,16 +501,23 @@ class PredictionServer:
             body += chunk
         return body
 
-    def _decode(self, body: bytes | bytearray) -> Image.Image:
-        """On a worker: the 32x32 image of ``body``, decoded within the limits; HTTPError."""
+    def _decode(self, body: bytes | bytearray, content_type: str | None = None) -> Image.Image:
+        """On a worker: the 32x32 image of ``body``, decoded within the limits; HTTPError.
+
+        The body is the image's bytes, or a ``multipart/form-data`` form holding it.
+        """
         image = None
         try:
+            if is_form(content_type):
+                body = form_file(body, content_type)
             image = open_image(body, self.max_pixels, FORMATS)
             return to_cifar_image(image)
         except ImageTooLargeError as error:
             raise HTTPError(413, str(error)) from None
         except ImageError as error:
             raise HTTPError(400, str(error)) from None
+        except HTTPError:  # a malformed form
+            raise
         except Exception:  # a bug, not the client's fault: log it, answer, keep serving
             logger.exception('decoding failed')
             raise HTTPError(500, 'internal error while decoding') from None

@@ -8,8 +8,10 @@ import http.client
 import io
 import json
 import re
+import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -242,3 +244,75 @@ def test_a_stop_signal_under_load_drains_and_exits_0(number):
     )
     assert 'Traceback' not in log and 'CancelledError' not in log, log
     assert log.count('"POST /predict HTTP/1.1" 200') == CLIENTS
+
+
+@pytest.fixture(scope='module')
+def plain(predictor):
+    server, thread = start(predictor)
+    yield server
+    stop(server, thread)
+
+
+def form(parts, boundary='----formboundary123') -> tuple[bytes, dict]:
+    """A multipart/form-data body of ``(name, filename or None, content)`` parts."""
+    body = b''
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else '')
+        body += f'--{boundary}\r\nContent-Disposition: {disposition}\r\n'.encode()
+        if filename:
+            body += b'Content-Type: image/png\r\n'
+        body += b'\r\n' + content + b'\r\n'
+    body += f'--{boundary}--\r\n'.encode()
+    return body, {'Content-Type': f'multipart/form-data; boundary={boundary}'}
+
+
+def test_a_form_with_the_file_is_classified_like_the_raw_bytes(plain):
+    data = png(4)
+    raw = post(plain.server_address, data)
+    body, headers = form([('note', None, b'hello'), ('file', 'cat.png', data)])
+    assert post(plain.server_address, body, headers=headers) == raw
+    body, headers = form([('file', None, data)], boundary='"quoted:boundary"')
+    headers['Content-Type'] = 'multipart/form-data; boundary="quoted:boundary"'
+    body = body.replace(b'"quoted:boundary"', b'quoted:boundary')
+    assert post(plain.server_address, body, headers=headers) == raw
+
+
+@pytest.mark.skipif(not shutil.which('curl'), reason='needs curl')
+def test_curl_dash_f_works(plain, tmp_path):
+    path = tmp_path / 'cat.png'
+    path.write_bytes(png(5))
+    url = f'http://127.0.0.1:{plain.server_address[1]}/predict?top=2'
+    form_reply = subprocess.run(
+        ['curl', '-sS', '-F', f'file=@{path}', url], capture_output=True, timeout=60, check=True
+    )
+    raw_reply = subprocess.run(
+        ['curl', '-sS', '--data-binary', f'@{path}', url],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(form_reply.stdout) == json.loads(raw_reply.stdout)
+    assert len(json.loads(form_reply.stdout)['predictions']) == 2
+
+
+@pytest.mark.parametrize(
+    ('body', 'content_type', 'message'),
+    [
+        (b'--x\r\n\r\nabc', 'multipart/form-data', 'multipart/form-data without a boundary'),
+        (b'--x\r\nno end', 'multipart/form-data; boundary=x', 'multipart/form-data with no'),
+        (b'--x--\r\n', 'multipart/form-data; boundary=x', 'multipart/form-data with no'),
+    ],
+)
+def test_a_malformed_form_says_how_to_send_an_image(plain, body, content_type, message):
+    status, reply = post(plain.server_address, body, headers={'Content-Type': content_type})
+    assert status == 400 and reply['error'].startswith(message)
+    assert reply['error'].endswith(
+        'send the image bytes as the body (curl --data-binary @cat.jpg) or one file in a form '
+        '(curl -F file=@cat.jpg)'
+    )
+
+
+def test_a_form_whose_file_is_not_an_image_is_400(plain):
+    body, headers = form([('file', 'notes.txt', b'just text')])
+    status, reply = post(plain.server_address, body, headers=headers)
+    assert status == 400 and reply['error'].startswith('not an image')
