@@ -24,9 +24,7 @@ _integer = validators.argtype(validators.integer)
 
 def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.ArgumentParser:
     """The parser of the reference flags plus the data, device, model and output options."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=HelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     add = parser.add_argument
     add('-p', '--save_path', default='./', help='run folder: run.json, log.json, snapshots')
     add('-e', '--epoch', type=_positive, default=RECIPE.epochs, help='epochs to train')
