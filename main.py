@@ -70,7 +70,7 @@ def predict(argv: list[str]) -> int:
 
 
 def serve(argv: list[str]) -> int:
-    """Answer POST /predict and GET /health until interrupted."""
+    """Answer POST /predict and GET /health until SIGTERM or SIGINT, then drain; exit 0."""
     args = serving.build_parser('main.py serve').parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
     try:
@@ -87,6 +87,8 @@ def serve(argv: list[str]) -> int:
         )
     except trainer.UserError as error:
         return _fail(error)
+    except KeyboardInterrupt:  # Ctrl-C while the model loads: nothing was served yet
+        return _fail('interrupted', INTERRUPTED)
     serving.run(server)
     return 0
 

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from test_inference_faults import odd_tiff
 
 import inference
 import serving
@@ -316,3 +317,10 @@ def test_a_form_whose_file_is_not_an_image_is_400(plain):
     body, headers = form([('file', 'notes.txt', b'just text')])
     status, reply = post(plain.server_address, body, headers=headers)
     assert status == 400 and reply['error'].startswith('not an image')
+
+
+def test_a_crafted_tiff_is_400_and_the_server_goes_on(plain):
+    """The TIFF whose StripOffsets tag is typed ASCII (Pillow: TypeError): the client's fault."""
+    status, reply = post(plain.server_address, odd_tiff())
+    assert status == 400 and reply['error'].startswith('damaged image (TypeError: ')
+    assert post(plain.server_address, png())[0] == 200
