@@ -1,10 +1,11 @@
-"""Train SqueezeNet (simple bypass) on CIFAR-10: python main.py -e 300 -b 64 -g 0 -lr 0.1
+"""Train SqueezeNet (simple bypass) on CIFAR-10, classify images with it, serve it, export it:
 
-Classify images: python main.py predict -m RUN/model.npz cat.jpg dog.png [--top 3] [--json]
-Serve it over HTTP, with a web page at /: python main.py serve -m RUN/model.npz [--port 8000]
-Export it to ONNX: python main.py export -m RUN/model.npz -o model.onnx (then --backend onnx)
-Your own images: python main.py --dataset folder --data ROOT (ROOT/train/<class>/, ROOT/test/)
-Summarize runs: python main.py summarize RUN [RUN ...] [--target 0.9] [--json]
+    python main.py -e 300 -b 64 -g 0 -lr 0.1
+    python main.py predict -m RUN/model.npz cat.jpg dog.png [--top 3] [--json]
+    python main.py serve -m RUN/model.npz [--port 8000]     (a web page at /)
+    python main.py export -m RUN/model.npz -o model.onnx    (then predict or serve model.onnx)
+    python main.py --dataset folder --data ROOT              (ROOT/train/<class>/, ROOT/test/)
+    python main.py summarize RUN [RUN ...] [--target 0.9] [--json]
 
 Any registered architecture or import path trains, predicts and serves the same way
 (``--arch package.module:Factory``); see trainer.registry.
@@ -72,7 +73,7 @@ def predict(argv: list[str]) -> int:
 
 
 def serve(argv: list[str]) -> int:
-    """Answer POST /predict and GET /health until interrupted."""
+    """Answer POST /predict and GET /health until SIGTERM or SIGINT, then drain; exit 0."""
     args = serving.build_parser('main.py serve').parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
     try:
@@ -89,6 +90,8 @@ def serve(argv: list[str]) -> int:
         )
     except trainer.UserError as error:
         return _fail(error)
+    except KeyboardInterrupt:  # Ctrl-C while the model loads: nothing was served yet
+        return _fail('interrupted', INTERRUPTED)
     serving.run(server)
     return 0
 

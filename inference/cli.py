@@ -11,6 +11,7 @@ from inference.loading import BACKENDS, load_predictor
 from inference.predictor import DEFAULT_TOP, Predictor
 from trainer import validators
 from trainer.datasets import DATASETS
+from trainer.help_format import HelpFormatter
 from trainer.transforms import PRESETS
 
 _positive = validators.argtype(validators.positive)
@@ -27,15 +28,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         '-m',
         '--model',
         required=True,
-        help='model.npz or snapshot_epoch_N written by training; with --backend onnx, a '
-        'model.onnx written by main.py export',
+        help='model.npz or snapshot_epoch_N written by training, or a .onnx file written by '
+        'main.py export',
     )
     add(
         '--backend',
         choices=BACKENDS,
-        default='chainer',
         help='chainer: the weights in Chainer; onnx: an exported model in ONNX Runtime, on '
-        'the CPU (needs `make install-extras`)',
+        'the CPU (needs `make install-extras`) (default: onnx for a .onnx file, else chainer)',
     )
     add(
         '--preset',
@@ -66,7 +66,7 @@ def build_predict_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description='Print the most probable classes of each image file (any size, PNG or '
         'JPEG, any colour mode): resized to 32x32 like CIFAR, then preprocessed like the test '
         'set. Exit status 1 if any input failed.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_model_arguments(parser)
     parser.add_argument('images', nargs='+', help='image files')
@@ -81,7 +81,7 @@ def build_export_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description='Export a trained model to ONNX (onnx-chainer), checked against Chainer '
         'before it is written; predict and serve run it with --backend onnx. Needs '
         '`make install-extras`.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add = parser.add_argument
     add('-m', '--model', required=True, help='model.npz or snapshot_epoch_N written by training')

@@ -37,6 +37,7 @@ from trainer.run_folder import (
     load_weights,
     model_options,
     model_settings,
+    refuse_non_regular,
     write_atomically,
 )
 from trainer.transforms import make_transforms
@@ -89,11 +90,15 @@ def export_onnx(
     ``arch``, ``dataset`` and ``preset`` default to the ``run.json`` beside ``model_path``,
     else to squeezenet, cifar10 and 122; a value contradicting the record is refused.
     Raises a ``UserError`` with one line: ModelFileError (weights), MissingExtraError
-    (onnx-chainer, onnx or onnxruntime missing), ExportError (conversion or check failed;
-    nothing is written then).
+    (onnx-chainer, onnx or onnxruntime missing), RunFolderError (``output`` exists and is
+    not a regular file: a device, a FIFO, a folder), ExportError (an empty ``output``, or
+    the conversion or check failed; nothing is written then).
     """
     onnx, onnx_chainer = _require_exporter()
+    if not os.fspath(output):
+        raise ExportError('the output path is empty: name the ONNX file to write')
     output = Path(output)
+    refuse_non_regular(output)  # before the conversion: a device or FIFO is never written
     if not output.parent.is_dir():
         raise ExportError(f'{output}: cannot write (no folder {output.parent})')
     arch, dataset, preset = model_settings(model_path, arch, dataset, preset)

@@ -19,8 +19,8 @@ declare billions of pixels:
 import contextlib
 import io
 import os
+import stat
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -56,7 +56,7 @@ class ImageTooLargeError(ImageError):
 
 
 def open_image(
-    source: str | os.PathLike | bytes,
+    source: str | os.PathLike | bytes | bytearray,
     max_pixels: int | None = None,
     formats: Sequence[str] | None = None,
 ) -> Image.Image:
@@ -68,11 +68,8 @@ def open_image(
             read from its header before decoding; None: Pillow's own bomb limit only.
         formats: Pillow format names to accept (``('PNG', 'JPEG')``); None: all.
     """
-    if not isinstance(source, bytes):
-        try:
-            source = Path(source).read_bytes()
-        except OSError as error:
-            raise ImageError((error.strerror or str(error)).lower()) from None
+    if not isinstance(source, (bytes, bytearray)):
+        source = read_file(source)
     with _decoding(formats):
         image = Image.open(io.BytesIO(source), formats=formats)  # reads the header only
         if image.format in ('JPEG', 'MPO'):
@@ -101,6 +98,43 @@ def _decoding(formats: Sequence[str] | None) -> Iterator[None]:
         raise ImageTooLargeError('image too large to decode in the memory available') from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise ImageError(f'damaged image ({error})') from None
+    except Exception as error:  # a decoder tripping on a crafted file (a TIFF tag's type...)
+        raise ImageError(f'damaged image ({type(error).__name__}: {error})') from None
+
+
+# What a path that is not a regular file is, for the one line that refuses it.
+FILE_KINDS = (
+    (stat.S_ISDIR, 'is a directory'),
+    (stat.S_ISFIFO, 'is a FIFO'),
+    (stat.S_ISCHR, 'is a character device'),
+    (stat.S_ISBLK, 'is a block device'),
+    (stat.S_ISSOCK, 'is a socket'),
+)
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a regular file; ImageError for anything else, before reading it.
+
+    Opened without blocking (a FIFO with no writer would wait forever) and checked with
+    ``fstat`` on the open file, so ``/dev/zero``, a FIFO or a directory is one line, not an
+    endless read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
+    except OSError as error:
+        raise ImageError((error.strerror or str(error)).lower()) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((text for test, text in FILE_KINDS if test(mode)), 'is not a regular file')
+            raise ImageError(f'{kind}, not an image file')
+        os.set_blocking(fd, True)
+        with open(fd, 'rb', closefd=False) as f:
+            return f.read()
+    except OSError as error:
+        raise ImageError((error.strerror or str(error)).lower()) from None
+    finally:
+        os.close(fd)
 
 
 def to_cifar_image(image: Image.Image) -> Image.Image:

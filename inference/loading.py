@@ -13,10 +13,20 @@ from inference.onnx_backend import load_onnx_predictor
 from inference.predictor import Predictor
 from trainer import registry
 from trainer.devices import get_device
-from trainer.errors import DeviceError
+from trainer.errors import DeviceError, ModelFileError
 from trainer.run_folder import class_names, load_weights, model_options, model_settings
 
 BACKENDS = ('chainer', 'onnx')
+ONNX_SUFFIX = '.onnx'
+
+
+def backend_for(path: str | os.PathLike) -> str:
+    """The backend a model file needs when none is named: onnx for ``*.onnx``, else chainer.
+
+    The trainer writes ``model.npz`` and ``snapshot_epoch_N``, ``main.py export`` a
+    ``.onnx`` file; a file that is neither is refused by the chainer loader's checks.
+    """
+    return 'onnx' if os.fspath(path).lower().endswith(ONNX_SUFFIX) else 'chainer'
 
 
 def load_predictor(
@@ -25,7 +35,7 @@ def load_predictor(
     dataset: str | None = None,
     preset: str | None = None,
     gpu: int = -1,
-    backend: str = 'chainer',
+    backend: str | None = None,
 ) -> Predictor:
     """A Predictor with the weights of ``path`` (``model.npz`` or a snapshot).
 
@@ -33,12 +43,18 @@ def load_predictor(
     run that wrote it), else to squeezenet, cifar10 and 122; a value that contradicts the
     record is refused. With ``backend='onnx'``, ``path`` is a ``model.onnx`` written by
     ``inference.export`` and run by ONNX Runtime on the CPU; its metadata is the record.
-    Raises ModelFileError (or another UserError) with one line.
+    ``backend`` None picks it from the file's name (``backend_for``). Raises
+    ModelFileError (or another UserError) with one line.
     """
+    backend = backend or backend_for(path)
     if backend == 'onnx':
         if gpu >= 0:
             raise DeviceError('--backend onnx runs on the CPU: leave -g out')
         return load_onnx_predictor(path, arch, dataset, preset)
+    if backend_for(path) == 'onnx':
+        raise ModelFileError(
+            f'{path}: an ONNX file runs with --backend onnx (the default for .onnx files)'
+        )
     return load_chainer_predictor(path, arch, dataset, preset, gpu)
 
 

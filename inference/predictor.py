@@ -130,6 +130,9 @@ class Predictor:
     ) -> list[Result]:
         """One Result per path, in order; an unreadable file gets its error, the rest answers.
 
+        Whatever decoding one file raises is that file's error; only what is not a regular
+        file (a FIFO, a device) is refused before reading (``inference.images.read_file``).
+
         Each image is shrunk to 32x32 as soon as it is read, so long lists of large photos
         take little memory.
         """
@@ -140,6 +143,10 @@ class Predictor:
                 cifar[path] = to_cifar(open_image(path))
             except ImageError as error:
                 errors[path] = str(error)
+            except MemoryError:
+                errors[path] = 'image too large to decode in the memory available'
+            except Exception as error:  # a decoder's failure on one file is that file's line
+                errors[path] = f'damaged image ({type(error).__name__}: {error})'
         answers = dict(zip(cifar, self._probabilities(list(cifar.values())), strict=True))
         return [
             Result(path, None, errors[path])

@@ -2,6 +2,7 @@
 
     GET  /                                        the web page: pick or drop an image
     POST /predict[?top=K]  body: the image bytes -> {"predictions": [{"label", "probability"}]}
+                           (or a multipart/form-data form with the file: curl -F file=@cat.jpg)
     GET  /health                                 -> {"status": "ok", "model", "classes", ...}
 
 Every error is JSON ``{"error": "..."}`` with its status: 400 bad image, query or request

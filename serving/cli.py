@@ -6,6 +6,7 @@ from inference.cli import add_model_arguments
 from inference.images import BYTES_PER_PIXEL
 from serving.server import MAX_BYTES, MAX_PIXELS, TIMEOUT, WORKERS
 from trainer import validators
+from trainer.help_format import HelpFormatter
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -14,7 +15,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog,
         description='Serve predictions over HTTP: a web page at /, POST /predict with the '
         'image bytes as body (?top=K), GET /health.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_model_arguments(parser)
     add = parser.add_argument

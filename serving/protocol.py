@@ -1,7 +1,8 @@
 """HTTP/1.1 on asyncio streams: read one request's head and body, write one response.
 
 Only what the service needs, strictly: a request line and headers within fixed limits
-(RFC 9112), a body with one Content-Length and no Transfer-Encoding. Anything else
+(RFC 9112), a body with one Content-Length and no Transfer-Encoding, and the file of a
+``multipart/form-data`` body (an HTML form, ``curl -F``). Anything else
 raises HTTPError with the status to answer, so every layer's error becomes the same JSON
 reply. Knows nothing about prediction.
 """
@@ -24,6 +25,11 @@ KNOWN_METHODS = frozenset(
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 VERSION = re.compile(r'HTTP/(\d)\.(\d)')
 DIGITS = re.compile(r'[0-9]+')
+BOUNDARY = re.compile(r';\s*boundary=(?:"([^"]{1,70})"|([^\s;]{1,70}))', re.IGNORECASE)
+RAW_BYTES = (  # the end of a refused form's error: how to send an image
+    'send the image bytes as the body (curl --data-binary @cat.jpg) or one file in a form '
+    '(curl -F file=@cat.jpg)'
+)
 REASONS = {
     100: 'Continue',
     200: 'OK',
@@ -167,6 +173,14 @@ class Stream:
         except asyncio.IncompleteReadError as error:
             raise ClientGone(len(head) + len(error.partial)) from None
 
+    async def some(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes: the buffer's first, else what arrives next; b'' at the end."""
+        if self.buffer:
+            data = bytes(self.buffer[:limit])
+            del self.buffer[:limit]
+            return data
+        return await self.reader.read(min(limit, READ_CHUNK))
+
     async def discard(self, length: int) -> None:
         """Read and drop up to ``length`` bytes, until the stream ends."""
         length -= len(self.buffer)
@@ -233,6 +247,43 @@ async def _parse_head(stream: Stream, raw: bytes, line: str) -> Request:
     if version >= (1, 1) and len(request.headers.get('host', [])) != 1:
         raise HTTPError(400, 'an HTTP/1.1 request needs one Host header')
     return request
+
+
+def is_form(content_type: str | None) -> bool:
+    """Whether a Content-Type is ``multipart/form-data`` (an HTML form, ``curl -F``)."""
+    return content_type is not None and (
+        content_type.split(';')[0].strip().lower() == 'multipart/form-data'
+    )
+
+
+def form_file(body: bytes | bytearray, content_type: str) -> bytes:
+    """The content of a ``multipart/form-data`` body's file (RFC 7578); HTTPError(400).
+
+    The first part with a ``filename`` (``curl -F file=@cat.jpg``), else the first part.
+    """
+    found = BOUNDARY.search(content_type)
+    if found is None:
+        raise HTTPError(400, f'multipart/form-data without a boundary: {RAW_BYTES}')
+    delimiter = b'--' + (found[1] or found[2]).encode('latin-1')
+    position = body.find(delimiter)
+    first = None
+    while position >= 0:
+        start = position + len(delimiter)
+        if body[start : start + 2] == b'--':  # the closing delimiter
+            break
+        head_end = body.find(b'\r\n\r\n', start)
+        end = body.find(b'\r\n' + delimiter, head_end + 4) if head_end >= 0 else -1
+        if end < 0:
+            break
+        head = bytes(body[start:head_end]).lower()
+        if b'filename=' in head:
+            return bytes(body[head_end + 4 : end])
+        if first is None:
+            first = (head_end + 4, end)
+        position = end + 2
+    if first is None:
+        raise HTTPError(400, f'multipart/form-data with no complete part: {RAW_BYTES}')
+    return bytes(body[first[0] : first[1]])
 
 
 def response(

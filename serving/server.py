@@ -7,7 +7,11 @@ images waiting for it together, one batched forward pass at a time on its own th
 pass over 32 images costs about what 3 single ones do). Memory is bounded at each step:
 
 - the request head (64 KiB) and body (``max_bytes``) of at most ``max_connections``
-  connections, bodies held at once within UPLOAD_MEMORY (a request waits for its share);
+  connections, bodies held at once within UPLOAD_MEMORY (a request waits for its share).
+  A share is taken only once the body has begun to arrive, and kept only while the body
+  keeps pace to arrive within the timeout (after PACE_GRACE seconds, the part received
+  at least the part of the time gone), so connections that declare large bodies and
+  send nothing, or a byte now and then, cannot hold the budget that honest uploads need;
 - decoding: at most ``workers`` images at once, each within ``max_pixels`` read from its
   header before decoding (``inference.images``), so about
   ``workers * max_pixels * BYTES_PER_PIXEL`` in all; freed heap pages go back to the
@@ -16,6 +20,11 @@ pass over 32 images costs about what 3 single ones do). Memory is bounded at eac
 Time is bounded too: the whole request (head and body) must arrive within ``timeout``
 seconds (else 408), an idle keep-alive connection is closed after ``idle_timeout``, and
 a burst of connections waits in a listen backlog of BACKLOG.
+
+Stopping drains: on ``shutdown()`` or a stop signal (``run``: SIGTERM, SIGINT) the server
+stops accepting, closes idle connections, lets the requests in flight finish within
+``drain`` seconds (answered with ``Connection: close``), then drops what is left; a second
+signal drops it at once.
 """
 
 import asyncio
@@ -26,11 +35,12 @@ import importlib.resources
 import json
 import logging
 import resource
+import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -47,6 +57,8 @@ from serving.protocol import (
     Request,
     Stream,
     escape,
+    form_file,
+    is_form,
     read_head,
     response,
 )
@@ -65,6 +77,11 @@ IDLE_TIMEOUT = 5.0  # seconds a keep-alive connection may wait for its next requ
 MAX_CONNECTIONS = 512  # open connections; more are answered 503 at once
 BACKLOG = 1024  # connections the kernel holds before they are accepted
 UPLOAD_MEMORY = 128 * 2**20  # request bodies held at once, bytes
+# Seconds a body holding its share of UPLOAD_MEMORY may lag behind the pace that gets it in
+# within the timeout (slow start, a pause) before it is cut off (408) and its share freed.
+PACE_GRACE = 1.0
+DRAIN_SECONDS = 10.0  # on stopping, how long requests in flight may take to finish
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # what stops ``run`` (draining)
 # After an error reply, read and drop up to LINGER_BYTES of what the client still sends,
 # for at most LINGER_SECONDS, before closing (nginx's lingering close): a client that sends
 # its whole body without waiting then reads the 413 (411, 405...) instead of a reset.
@@ -105,6 +122,15 @@ class Reply:
         return cls(status, json.dumps(payload).encode(), **kwargs)
 
 
+@dataclass(frozen=True)
+class Drained:
+    """How a stop went: requests in flight when it began, those dropped, seconds taken."""
+
+    in_flight: int
+    dropped: int
+    seconds: float
+
+
 class PredictionServer:
     """Answers /predict, /health and the page with one shared Predictor.
 
@@ -121,6 +147,7 @@ class PredictionServer:
         timeout: seconds for a whole request, head and body (408 beyond).
         idle_timeout: seconds an open connection may wait for a request.
         max_connections: open connections at once (503 beyond).
+        drain: on stopping, seconds the requests in flight may take to finish.
     """
 
     def __init__(
@@ -135,6 +162,7 @@ class PredictionServer:
         timeout: float = TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        drain: float = DRAIN_SECONDS,
     ) -> None:
         self.socket = sock
         self.server_address = sock.getsockname()
@@ -146,11 +174,17 @@ class PredictionServer:
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        self.drain = drain
+        self.stopped_by: str | None = None  # the signal that stopped serve_forever, if one did
+        self.drained: Drained | None = None  # how the last stop went
         self.pages = {path: _page(name, kind) for path, (name, kind) in PAGE_FILES.items()}
         runtime.return_freed_memory()  # a decoded bomb's memory goes back, not the training's way
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix='decode')
         self._batcher = _Batcher(predictor, BATCH)
         self._connections: set[asyncio.Task] = set()
+        self._busy: set[asyncio.Task] = set()  # connections in the middle of a request
+        self._draining = False
+        self._hurry: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._stop_requested = False
@@ -175,11 +209,17 @@ class PredictionServer:
             'max_pixels': self.max_pixels,
         }
 
-    def serve_forever(self) -> None:
-        """Serve on this thread until ``shutdown()`` (or Ctrl-C in the main thread)."""
+    def serve_forever(self, stop_signals: Sequence[int] = ()) -> None:
+        """Serve on this thread until ``shutdown()`` or one of ``stop_signals``, then drain.
+
+        ``stop_signals`` (main thread only, e.g. STOP_SIGNALS) stop the server as
+        ``shutdown()`` does: no new connection, the requests in flight finish within
+        ``drain`` seconds; a second signal drops them at once. ``drained`` then says how
+        it went.
+        """
         self._stopped.clear()
         try:
-            asyncio.run(self._serve())
+            asyncio.run(self._serve(tuple(stop_signals)))
         finally:
             self._stopped.set()
 
@@ -205,22 +245,62 @@ class PredictionServer:
     def __exit__(self, *exc_info) -> None:
         self.server_close()
 
-    async def _serve(self) -> None:
+    async def _serve(self, stop_signals: tuple[int, ...] = ()) -> None:
         self._uploads = _Budget(max(UPLOAD_MEMORY, self.max_bytes))
+        self._draining, self.stopped_by, self.drained = False, None, None
+        self._hurry = asyncio.Event()
         server = await asyncio.start_server(self._accept, sock=self.socket, backlog=BACKLOG)
+        loop = asyncio.get_running_loop()
         with self._lock:
-            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            self._loop, self._stop = loop, asyncio.Event()
             if self._stop_requested:
                 self._stop.set()
+        for number in stop_signals:
+            loop.add_signal_handler(number, self._signalled, number)
         try:
             await self._stop.wait()
         finally:
-            server.close()
-            for task in list(self._connections):
-                task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            server.close()  # no new connection from here on
+            if asyncio.current_task().cancelling():  # interrupted (Ctrl-C without handlers)
+                self._hurry.set()
+            await self._drain()
+            for number in stop_signals:
+                loop.remove_signal_handler(number)
             with self._lock:
                 self._loop = self._stop = None
+
+    def _signalled(self, number: int) -> None:
+        """A stop signal: the first starts draining, a second drops what is left."""
+        if self._stop.is_set():
+            self._hurry.set()
+        else:
+            self.stopped_by = signal.Signals(number).name
+            self._stop.set()
+
+    async def _drain(self) -> None:
+        """Close idle connections, give requests in flight ``drain`` s, drop the rest."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._draining = True
+        for task in self._connections - self._busy:  # waiting for a request: nothing lost
+            task.cancel()
+        in_flight = set(self._busy)
+        pending = set(in_flight)
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        deadline = started + self.drain
+        while pending and not self._hurry.is_set() and loop.time() < deadline:
+            _, pending = await asyncio.wait(
+                pending | {hurry},
+                timeout=deadline - loop.time(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            pending.discard(hurry)
+        hurry.cancel()
+        dropped = sum(not task.done() for task in in_flight)
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, hurry, return_exceptions=True)
+        self.drained = Drained(len(in_flight), dropped, loop.time() - started)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One connection, from accept to close; nothing it raises stops the server."""
@@ -248,8 +328,9 @@ class PredictionServer:
                 writer.close()
 
     async def _connection(self, stream: Stream, writer: asyncio.StreamWriter, client: str):
-        """Requests of one connection, in turn, until it closes or idles out."""
-        while True:
+        """Requests of one connection, in turn, until it closes, idles out or the server stops."""
+        task = asyncio.current_task()
+        while not self._draining:
             if not stream.buffer:  # idle: wait for the first byte of the next request
                 try:
                     async with asyncio.timeout(self.idle_timeout):
@@ -257,30 +338,38 @@ class PredictionServer:
                             return
                 except TimeoutError:
                     return
-            started = time.monotonic()
-            deadline = asyncio.get_running_loop().time() + self.timeout
-            line, request = '-', None
+            self._busy.add(task)  # in flight from its first byte: a stop lets it finish
             try:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        request, line = await read_head(stream)
-                except TimeoutError:
-                    raise HTTPError(408, self._late()) from None
-                reply = await self._route(request, stream, writer, deadline)
-            except HTTPError as error:
-                line = error.line or line
-                head = request is not None and request.method == 'HEAD'
-                reply = Reply.json(
-                    error.status,
-                    {'error': error.message},
-                    headers=error.headers,
-                    close=True,
-                    head=head,
-                )
-            if request is not None and not request.keep_alive:
-                reply.close = True
-            if not await self._finish(stream, writer, client, line, reply, started):
-                return
+                if not await self._request(stream, writer, client):
+                    return
+            finally:
+                self._busy.discard(task)
+
+    async def _request(self, stream: Stream, writer: asyncio.StreamWriter, client: str) -> bool:
+        """Read, answer and log one request; False if the connection ends after it."""
+        started = time.monotonic()
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        line, request = '-', None
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    request, line = await read_head(stream)
+            except TimeoutError:
+                raise HTTPError(408, self._late()) from None
+            reply = await self._route(request, stream, writer, deadline)
+        except HTTPError as error:
+            line = error.line or line
+            head = request is not None and request.method == 'HEAD'
+            reply = Reply.json(
+                error.status,
+                {'error': error.message},
+                headers=error.headers,
+                close=True,
+                head=head,
+            )
+        if (request is not None and not request.keep_alive) or self._draining:
+            reply.close = True
+        return await self._finish(stream, writer, client, line, reply, started)
 
     async def _finish(
         self,
@@ -356,23 +445,23 @@ class PredictionServer:
             raise HTTPError(413, f'body of {length} bytes is over the limit of {self.max_bytes}')
         if length == 0:
             raise HTTPError(400, 'empty body: send the image bytes')
+        content_type = request.header('Content-Type')
         expect = request.header('Expect')
         if expect is not None and request.version >= (1, 1):
             if expect.lower() != '100-continue':
                 raise HTTPError(417, f'Expect: {expect} is not supported')
+            writer.write(b'HTTP/1.1 100 Continue\r\n\r\n')
+        try:  # a share of the upload budget only for a body that has begun to arrive
+            async with asyncio.timeout_at(deadline):
+                if not stream.buffer and not await stream.fill():
+                    raise HTTPError(400, f'body ended after 0 of {length} bytes')
+        except TimeoutError:
+            raise HTTPError(408, self._late()) from None
         async with self._uploads.hold(length, deadline):
-            if expect is not None and request.version >= (1, 1):
-                writer.write(b'HTTP/1.1 100 Continue\r\n\r\n')
-            try:
-                async with asyncio.timeout_at(deadline):
-                    body = await stream.exactly(length)
-            except TimeoutError:
-                raise HTTPError(408, self._late()) from None
-            except ClientGone as gone:
-                raise HTTPError(400, f'body ended after {gone.args[0]} of {length} bytes') from None
+            body = await self._receive(stream, length, deadline)
             loop = asyncio.get_running_loop()
             try:
-                image = await loop.run_in_executor(self._pool, self._decode, body)
+                image = await loop.run_in_executor(self._pool, self._decode, body, content_type)
             finally:
                 del body  # the upload is released with its budget share, before the model
         try:
@@ -384,16 +473,51 @@ class PredictionServer:
         items = [{'label': p.label, 'probability': p.probability} for p in predictions]
         return Reply.json(200, {'predictions': items})
 
-    def _decode(self, body: bytes) -> Image.Image:
-        """On a worker: the 32x32 image of ``body``, decoded within the limits; HTTPError."""
+    async def _receive(self, stream: Stream, length: int, deadline: float) -> bytearray:
+        """The body, which must keep pace to arrive by ``deadline``; HTTPError (408, 400).
+
+        After PACE_GRACE seconds, the part received must be at least the part of the time
+        gone, so a body that trickles in cannot hold its share of the budget to the end.
+        """
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        allowed = max(deadline - start, 1e-3)
+        body = bytearray()
+        while len(body) < length:
+            due = min(deadline, start + PACE_GRACE + allowed * len(body) / length)
+            try:
+                async with asyncio.timeout_at(due):
+                    chunk = await stream.some(length - len(body))
+            except TimeoutError:
+                if due >= deadline:
+                    raise HTTPError(408, self._late()) from None
+                raise HTTPError(
+                    408,
+                    f'body too slow: {len(body)} of {length} bytes in {loop.time() - start:.1f} '
+                    f's, at a pace that would not arrive within {self.timeout:g} s',
+                ) from None
+            if not chunk:
+                raise HTTPError(400, f'body ended after {len(body)} of {length} bytes')
+            body += chunk
+        return body
+
+    def _decode(self, body: bytes | bytearray, content_type: str | None = None) -> Image.Image:
+        """On a worker: the 32x32 image of ``body``, decoded within the limits; HTTPError.
+
+        The body is the image's bytes, or a ``multipart/form-data`` form holding it.
+        """
         image = None
         try:
+            if is_form(content_type):
+                body = form_file(body, content_type)
             image = open_image(body, self.max_pixels, FORMATS)
             return to_cifar_image(image)
         except ImageTooLargeError as error:
             raise HTTPError(413, str(error)) from None
         except ImageError as error:
             raise HTTPError(400, str(error)) from None
+        except HTTPError:  # a malformed form
+            raise
         except Exception:  # a bug, not the client's fault: log it, answer, keep serving
             logger.exception('decoding failed')
             raise HTTPError(500, 'internal error while decoding') from None
@@ -507,7 +631,12 @@ def make_server(
 
 
 def run(server: PredictionServer) -> None:
-    """Serve until interrupted (Ctrl-C), then close; log the address and the peak memory."""
+    """Serve until SIGTERM or SIGINT, drain, close; log the address, then one line on stopping.
+
+    The stop drains (``PredictionServer.serve_forever``): requests in flight are answered
+    within ``server.drain`` seconds. The last line says what stopped it, how many requests
+    were in flight and dropped, and the peak memory.
+    """
     logger.info(
         'serving %s (%d classes, preset %s) at %s with %d workers, images up to %s pixels',
         server.predictor.name,
@@ -517,12 +646,25 @@ def run(server: PredictionServer) -> None:
         server.workers,
         f'{server.max_pixels:,}',
     )
+    main = threading.current_thread() is threading.main_thread()
     with server:
         try:
-            server.serve_forever()
+            server.serve_forever(STOP_SIGNALS if main else ())
         except KeyboardInterrupt:
             pass
-    logger.info('stopped; peak memory %.0f MiB', peak_rss() / 2**20)
+    drained = server.drained
+    if server.stopped_by is not None and drained is not None:
+        logger.info(
+            '%s: stopped accepting; %d requests in flight finished, %d dropped, in %.1f s; '
+            'peak memory %.0f MiB',
+            server.stopped_by,
+            drained.in_flight - drained.dropped,
+            drained.dropped,
+            drained.seconds,
+            peak_rss() / 2**20,
+        )
+    else:
+        logger.info('stopped; peak memory %.0f MiB', peak_rss() / 2**20)
 
 
 def peak_rss() -> int:

@@ -131,6 +131,5 @@ def test_a_bad_value_the_factory_refuses_is_one_line(tmp_path, capsys):
     with pytest.raises(registry.ArchitectureError) as error:
         registry.build('squeezenet', 10, init='bogus')  # from Python: the factory refuses
     assert str(error.value) == (
-        "--arch squeezenet --init bogus: unknown initializer 'bogus': choose one of "
-        'orthonormal, he'
+        "--arch squeezenet --init bogus: unknown initializer 'bogus': choose one of orthonormal, he"
     )

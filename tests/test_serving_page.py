@@ -171,6 +171,20 @@ def test_changing_the_count_asks_again(page, predictor, photo):
     ]
 
 
+def test_classes_shown_is_bounded_by_the_class_count(page, predictor, photo):
+    """53 typed for a 10-class model asks for the 10 classes, and the box then says 10."""
+    page.find_element('id', 'file').send_keys(str(photo))
+    bars(page, 3)
+    page.execute_script(
+        "const top = document.getElementById('top'); top.value = '53';"
+        "top.dispatchEvent(new Event('change'));"
+    )
+    assert [bar['label'] for bar in bars(page, 10)] == [
+        label for label, _ in expected(predictor, photo, 10)
+    ]
+    assert page.execute_script("return document.getElementById('top').value") == '10'
+
+
 def test_dropping_an_image_classifies_it(page, predictor, tmp_path):
     path = tmp_path / 'dropped.png'
     Image.new('RGB', (50, 40), (200, 30, 30)).save(path)

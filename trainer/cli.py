@@ -16,6 +16,7 @@ from trainer import registry, validators
 from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS
 from trainer.errors import ArchitectureError
+from trainer.help_format import HelpFormatter
 from trainer.options import OptionError, TrainOptions, default_workers
 from trainer.recipe import RECIPE
 from trainer.transforms import PRESETS
@@ -27,9 +28,7 @@ _integer = validators.argtype(validators.integer)
 
 def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.ArgumentParser:
     """The parser of the reference flags plus the data, device, model and output options."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     add = parser.add_argument
     add('-p', '--save_path', default='./', help='run folder: run.json, log.json, snapshots')
     add('-e', '--epoch', type=_positive, default=RECIPE.epochs, help='epochs to train')

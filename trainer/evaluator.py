@@ -1,11 +1,46 @@
 """Test-set evaluation with exact totals, per-class accuracy and a confusion matrix."""
 
+import datetime
 import time
 
 import chainer
 import chainer.functions as F
 import numpy as np
 from chainer.training import extensions
+from chainer.training.extensions import util as extension_util
+
+
+class ImagesProgressBar(extension_util.ProgressBar):
+    """The evaluation's progress counted in images (done / total, images/s, time left).
+
+    Chainer's own evaluator bar counts the test iterator's position, images, as
+    "iterations", and its last update reads a rate after the iterator has rewound, so it
+    ended at a negative speed.
+    """
+
+    def __init__(self, total: int, out=None) -> None:
+        super().__init__(out=out)
+        self.total = total
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def add(self, images: int) -> None:
+        self.done += images
+        self.update()
+
+    def get_lines(self) -> list[str]:
+        fraction = min(self.done / self.total, 1.0) if self.total else 1.0
+        width = 50
+        marks = '#' * int(fraction * width)
+        seconds = time.perf_counter() - self.start
+        speed = self.done / seconds if seconds > 0 else 0.0
+        left = (self.total - self.done) / speed if speed > 0 else 0.0
+        return [
+            f'validation [{marks}{"." * (width - len(marks))}] {fraction:6.2%}\n',
+            f'{self.done:10} / {self.total} images\n',
+            f'{speed:10.5g} images/sec. Estimated time to finish: '
+            f'{datetime.timedelta(seconds=round(max(left, 0.0)))}.\n',
+        ]
 
 
 class ClassificationEvaluator(extensions.Evaluator):
@@ -50,8 +85,9 @@ class ClassificationEvaluator(extensions.Evaluator):
             converter=converter,
             device=device,
             eval_func=self._forward,
-            progress_bar=progress_bar,
         )
+        self.show_progress = progress_bar  # our bar, in images (ImagesProgressBar)
+        self._bar: ImagesProgressBar | None = None
         self.label_names = list(label_names)
         self.divide = divide
         self.comm = comm
@@ -74,13 +110,22 @@ class ClassificationEvaluator(extensions.Evaluator):
                 self._loss_sum, self._counts = loss, counts
             else:
                 self._loss_sum, self._counts = self._loss_sum + loss, self._counts + counts
+        if self._bar is not None:
+            self._bar.add(len(x))
 
     def evaluate(self) -> dict:
         self._loss_sum, self._counts = 0.0, None
         n = len(self.label_names)
         start = time.perf_counter()
-        with chainer.using_config('train', False), chainer.no_backprop_mode():
-            super().evaluate()
+        if self.show_progress:
+            self._bar = ImagesProgressBar(len(getattr(self.get_iterator('main'), 'dataset', ())))
+        try:
+            with chainer.using_config('train', False), chainer.no_backprop_mode():
+                super().evaluate()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
         cpu = chainer.backend.CpuDevice()
         if self._counts is None:  # an empty test set
             self.confusion = np.zeros((n, n), dtype=np.int64)

@@ -1,6 +1,7 @@
 """Only what Chainer's own extensions lack: a non-finite loss guard, a start at epoch N, and
 extra log figures. (Snapshots, the log file and plots: ``trainer.run_folder.SaveEpoch``.)"""
 
+import re
 from collections.abc import Callable
 
 import chainer
@@ -9,6 +10,25 @@ from chainer.serializers import npz
 from chainer.training import extension
 
 from trainer.errors import NonFiniteLossError
+
+
+class PlainText:
+    """A text stream that drops terminal control sequences, for output without a progress bar.
+
+    Chainer's PrintReport writes ESC[J before each line (to erase a progress bar); piped to
+    a file or with ``--no-progress`` that is noise, so its ``out`` is wrapped in this.
+    """
+
+    CONTROL = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
+
+    def __init__(self, out) -> None:
+        self.out = out
+
+    def write(self, text: str) -> int:
+        return self.out.write(self.CONTROL.sub('', text))
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 class NonFiniteGuard(extension.Extension):

@@ -90,13 +90,27 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f'.{path.name}.{os.getpid()}.tmp')
 
 
+def refuse_non_regular(path: Path) -> None:
+    """RunFolderError if ``path`` exists and is not a regular file (links followed).
+
+    Renaming a temporary over ``/dev/full``, a FIFO or a socket would replace it.
+    """
+    kinds = {'is_dir': 'a folder', 'is_fifo': 'a FIFO', 'is_char_device': 'a character device'}
+    kinds |= {'is_block_device': 'a block device', 'is_socket': 'a socket'}
+    kind = next((text for test, text in kinds.items() if getattr(path, test)()), None)
+    if kind is not None:
+        raise RunFolderError(f'{path}: is {kind}, not a regular file; refusing to write over it')
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(temporary)``, flush it to disk, rename it to ``path``.
 
     Never a half-written ``path``; on any error the temporary is removed and the error
-    propagates (``path``, if it existed, is unchanged).
+    propagates (``path``, if it existed, is unchanged). An existing ``path`` that is not
+    a regular file is refused before anything is written (``refuse_non_regular``).
     """
     path = Path(path)
+    refuse_non_regular(path)
     tmp = temporary_path(path)
     try:
         write(str(tmp))

@@ -32,7 +32,7 @@ from trainer.devices import get_device
 from trainer.environment import environment
 from trainer.errors import DataError
 from trainer.evaluator import ClassificationEvaluator
-from trainer.extensions import NonFiniteGuard, StartAt, log_extras
+from trainer.extensions import NonFiniteGuard, PlainText, StartAt, log_extras
 from trainer.iterators import GuardedMultiprocessIterator
 from trainer.options import OptionError, TrainOptions
 from trainer.recipe import RECIPE, Recipe
@@ -193,7 +193,8 @@ def build_trainer(
     trainer.extend(log)
     if root:
         trainer.extend(SaveEpoch(folder, options.keep))
-        trainer.extend(extensions.PrintReport(PRINTED))
+        out = sys.stdout if options.progress else PlainText(sys.stdout)  # no ESC[J when piped
+        trainer.extend(extensions.PrintReport(PRINTED, out=out))
     if root and options.tensorboard is not None:
         trainer.extend(TensorBoardReport(options.tensorboard or folder.path / 'tensorboard'))
     if options.progress and root:

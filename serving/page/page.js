@@ -21,10 +21,18 @@ async function loadHealth() {
       `Model ${health.model}, ${health.classes} classes, preset ${health.preset}`;
     $('labels').textContent = health.labels.join(', ');
     $('top').max = health.classes;
-    $('top').value = Math.min(health.top, health.classes);
+    $('top').value = classesShown(health.top, health.classes);
   } catch (error) {
     $('model').textContent = `The service did not answer (${error.message}).`;
   }
+}
+
+// The number of classes to ask for: what the box says, as a whole number from 1 to the
+// model's class count (a number box's max stops only its arrows, not what is typed).
+function classesShown(value, classes) {
+  const count = Math.floor(Number(value));
+  const most = classes > 0 ? classes : Infinity;
+  return Number.isFinite(count) ? Math.min(Math.max(1, count), most) : 1;
 }
 
 function choose(file) {
@@ -44,6 +52,8 @@ function megabytes(bytes) {
 }
 
 async function classify() {
+  const top = classesShown($('top').value, health && health.classes);
+  $('top').value = top; // the box shows what is asked for: 53 becomes the 10 classes
   const file = current;
   if (!file) return;
   if (health && file.size > health.max_bytes) {
@@ -51,7 +61,6 @@ async function classify() {
       `${megabytes(health.max_bytes)}.`, true);
     return;
   }
-  const top = Math.max(1, parseInt($('top').value, 10) || 1);
   setStatus(`Classifying ${file.name}\u2026`);
   $('results').setAttribute('aria-busy', 'true');
   try {
