@@ -16,6 +16,7 @@ import datetime
 import json
 import logging
 import random
+import sys
 from pathlib import Path
 
 import chainer
