@@ -110,67 +110,69 @@ def _relu_affine(v, scale, shift):
 
 
 @_inline
-def _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w, scale, shift):
-    """col[(n - n0, oy, ox), (i, j, c)] = x[n, oy*sy - py + i, ox*sx - px + j, c], 0 outside;
-    with ``scale`` (non-empty), relu(x * scale + shift) instead of x (0 outside still)."""
+def _im2col(x, col, m0, m1, kh, kw, sy, sx, py, px, out_h, out_w, scale, shift):
+    """col[m - m0, (i, j, c)] = x[n, oy*sy - py + i, ox*sx - px + j, c] for the output rows
+    m = (n, oy, ox) in m0..m1, 0 outside the image; with ``scale`` (non-empty),
+    relu(x * scale + shift) instead of x (0 outside still). Rows, not images: a block may
+    start or end inside an image, so one image's rows can be split between threads."""
     _, h, w, c = x.shape
     affine = scale.shape[0] > 0
     if c < FEW_CHANNELS and not affine:
-        _im2col_rows(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w)
+        _im2col_rows(x, col, m0, m1, kh, kw, sy, sx, py, px, out_h, out_w)
         return
-    for n in range(n0, n1):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                m = ((n - n0) * out_h + oy) * out_w + ox
-                for i in range(kh):
-                    y = oy * sy - py + i
-                    for j in range(kw):
-                        base = (i * kw + j) * c
-                        xx = ox * sx - px + j
-                        if 0 <= y < h and 0 <= xx < w:
-                            if affine:
-                                for k in range(c):
-                                    col[m, base + k] = _relu_affine(
-                                        x[n, y, xx, k], scale[k], shift[k]
-                                    )
-                            else:
-                                for k in range(c):
-                                    col[m, base + k] = x[n, y, xx, k]
-                        else:
-                            for k in range(c):
-                                col[m, base + k] = 0.0
+    per = out_h * out_w
+    for m in range(m0, m1):
+        n, r = m // per, m % per
+        oy, ox = r // out_w, r % out_w
+        row = m - m0
+        for i in range(kh):
+            y = oy * sy - py + i
+            for j in range(kw):
+                base = (i * kw + j) * c
+                xx = ox * sx - px + j
+                if 0 <= y < h and 0 <= xx < w:
+                    if affine:
+                        for k in range(c):
+                            col[row, base + k] = _relu_affine(x[n, y, xx, k], scale[k], shift[k])
+                    else:
+                        for k in range(c):
+                            col[row, base + k] = x[n, y, xx, k]
+                else:
+                    for k in range(c):
+                        col[row, base + k] = 0.0
 
 
 @_inline
-def _im2col_rows(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w):
+def _im2col_rows(x, col, m0, m1, kh, kw, sy, sx, py, px, out_h, out_w):
     """``_im2col`` for few channels (an image's 3): where a window row lies inside the
     image, its kw * c values are contiguous in x and copied in one loop (2.3 times faster
     for conv1 than a loop of c per pixel)."""
     _, h, w, c = x.shape
     row = kw * c
-    for n in range(n0, n1):
+    per = out_h * out_w
+    for m in range(m0, m1):
+        n, r = m // per, m % per
+        oy, ox = r // out_w, r % out_w
         flat = x[n].reshape(h * w * c)
-        for oy in range(out_h):
-            for ox in range(out_w):
-                m = ((n - n0) * out_h + oy) * out_w + ox
-                x0 = ox * sx - px
-                inside = 0 <= x0 and x0 + kw <= w
-                for i in range(kh):
-                    y = oy * sy - py + i
-                    base = i * row
-                    if y < 0 or y >= h:
-                        for k in range(row):
-                            col[m, base + k] = 0.0
-                    elif inside:
-                        start = (y * w + x0) * c
-                        for k in range(row):
-                            col[m, base + k] = flat[start + k]
-                    else:
-                        for j in range(kw):
-                            xx = x0 + j
-                            for k in range(c):
-                                inner = 0 <= xx < w
-                                col[m, base + j * c + k] = x[n, y, xx, k] if inner else 0.0
+        out = m - m0
+        x0 = ox * sx - px
+        inside = 0 <= x0 and x0 + kw <= w
+        for i in range(kh):
+            y = oy * sy - py + i
+            base = i * row
+            if y < 0 or y >= h:
+                for k in range(row):
+                    col[out, base + k] = 0.0
+            elif inside:
+                start = (y * w + x0) * c
+                for k in range(row):
+                    col[out, base + k] = flat[start + k]
+            else:
+                for j in range(kw):
+                    xx = x0 + j
+                    for k in range(c):
+                        inner = 0 <= xx < w
+                        col[out, base + j * c + k] = x[n, y, xx, k] if inner else 0.0
 
 
 @_inline
@@ -231,7 +233,7 @@ def im2col(x, col, kh, kw, sy, sx, py, px, out_h, out_w):
     for n in prange(x.shape[0]):
         none = x[n, 0, 0, :0]
         rows = col[n * per : (n + 1) * per]
-        _im2col(x, rows, n, n + 1, kh, kw, sy, sx, py, px, out_h, out_w, none, none)
+        _im2col(x, rows, n * per, (n + 1) * per, kh, kw, sy, sx, py, px, out_h, out_w, none, none)
 
 
 @_jit
@@ -255,21 +257,26 @@ def forward(
     written: the normalized activations never go to memory.
     ``direct``: a 1x1 stride-1 convolution, whose columns are x's rows themselves (copied,
     normalized, into the block's buffer when there is a ``scale``).
-    ``cols``: one (rows, k) buffer per thread, rows >= imgs * out_h * out_w.
+    ``cols``: one (rows, k) buffer per thread, rows >= imgs * out_h * out_w: a block is
+    at most that many rows. The rows (not the images) are shared out, so even a batch of
+    one image runs on every thread (the input gradient's col2im, a gather per image, keeps
+    whole images per thread in ``backward``).
     """
     n_img, _, _, c = x.shape
     o, k = wm.shape
     size = x.itemsize
-    per = out_h * out_w
+    total = n_img * out_h * out_w
+    block = imgs * out_h * out_w
     parts = cols.shape[0]
     ldy = y.shape[1]
     onto = z.shape[0] > 0
-    for t in prange(parts):
+    for t in prange(parts):  # each part an even share of the rows (of one image, for one)
         col = cols[t]
-        for n0 in range(t * n_img // parts, (t + 1) * n_img // parts, imgs):
-            n1 = min(n0 + imgs, (t + 1) * n_img // parts)
-            rows = (n1 - n0) * per
-            for r in range(n0 * per, n0 * per + rows):
+        stop = (t + 1) * total // parts
+        for m0 in range(t * total // parts, stop, block):
+            m1 = min(m0 + block, stop)
+            rows = m1 - m0
+            for r in range(m0, m1):
                 if onto:
                     for j in range(o):
                         y[r, start + j] = z[r, start + j] + b[j]
@@ -277,17 +284,17 @@ def forward(
                     for j in range(o):
                         y[r, start + j] = b[j]
             if direct and scale.shape[0] > 0:
-                x2 = x.reshape(n_img * per, c)
+                x2 = x.reshape(total, c)
                 for r in range(rows):
                     for j in range(c):
-                        col[r, j] = _relu_affine(x2[n0 * per + r, j], scale[j], shift[j])
+                        col[r, j] = _relu_affine(x2[m0 + r, j], scale[j], shift[j])
                 a, lda = col.ctypes.data, k
             elif direct:
-                a, lda = x.ctypes.data + n0 * per * c * size, c
+                a, lda = x.ctypes.data + m0 * c * size, c
             else:
-                _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w, scale, shift)
+                _im2col(x, col, m0, m1, kh, kw, sy, sx, py, px, out_h, out_w, scale, shift)
                 a, lda = col.ctypes.data, k
-            yp = y.ctypes.data + (n0 * per * ldy + start) * size
+            yp = y.ctypes.data + (m0 * ldy + start) * size
             _gemm(_NO_TRANS, _TRANS, rows, o, k, a, lda, wm.ctypes.data, k, 1.0, yp, ldy, size)
 
 
@@ -323,7 +330,7 @@ def backward(x, wm, g, start, gw, gb, gx, cols, imgs, kh, kw, sy, sx, py, px, ou
                     a, lda = x.ctypes.data + r0 * c * size, c
                 else:
                     none = x[0, 0, 0, :0]
-                    _im2col(x, col, n0, n1, kh, kw, sy, sx, py, px, out_h, out_w, none, none)
+                    _im2col(x, col, r0, r0 + rows, kh, kw, sy, sx, py, px, out_h, out_w, none, none)
                     a, lda = col.ctypes.data, k
                 wp = gw.ctypes.data + t * o * k * size
                 _gemm(_TRANS, _NO_TRANS, o, k, rows, gp, ldg, a, lda, 1.0, wp, k, size)

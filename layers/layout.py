@@ -116,10 +116,16 @@ class ToNCHW(function_node.FunctionNode):
 
 
 def to_nhwc(x) -> chainer.Variable:
-    """The kernels' (N, H, W, C) view of a channels-last activation, differentiably."""
+    """The kernels' (N, H, W, C) view of a channels-last activation, differentiably (with
+    no graph being built, the view alone: no node's overhead at inference)."""
+    if not chainer.config.enable_backprop:
+        return chainer.Variable(np.ascontiguousarray(_array(x).transpose(0, 2, 3, 1)))
     return ToNHWC().apply((x,))[0]
 
 
 def to_nchw(h) -> chainer.Variable:
-    """The net's (N, C, H, W) view of a kernel's (N, H, W, C) output, differentiably."""
+    """The net's (N, C, H, W) view of a kernel's (N, H, W, C) output, differentiably (with
+    no graph being built, the view alone)."""
+    if not chainer.config.enable_backprop:
+        return chainer.Variable(_array(h).transpose(0, 3, 1, 2))
     return ToNCHW().apply((h,))[0]

@@ -186,3 +186,31 @@ def test_images_per_block():
     assert conv_blocks.images_per_block(3600, 147, 4, 64) == 1  # conv1 at 122 px: 2 MB an image
     assert conv_blocks.images_per_block(81, 576, 4, 64) == conv_blocks.BLOCK_BYTES // 186624
     assert conv_blocks.images_per_block(1, 1, 4, 3) == 3  # never more than the images
+
+
+@pytest.mark.parametrize('case', [(1, 9, 5, 4, 3, 1, 1), (1, 13, 3, 8, 7, 2, 2)])
+def test_one_image_is_shared_out_by_rows(case, rng):
+    """A batch of one runs on every part: each writes its share of the image's rows."""
+    x, w, gy, out = setup(case, rng)
+    n, _, c, o, k, s, p = case
+    cols = np.full((2, out * out, k * k * c), np.nan, np.float32)
+    y = np.full((out * out, o), np.nan, np.float32)
+    geometry = (k, k, s, s, p, p, out, out)
+    with blas.one_thread():
+        conv_blocks.forward(
+            x,
+            *NONE,
+            w,
+            np.zeros(o, np.float32),
+            np.empty((0, 0), np.float32),
+            y,
+            0,
+            cols,
+            1,
+            *geometry,
+            False,
+        )
+    half = out * out // 2
+    assert np.isfinite(cols[0, :half]).all() and np.isfinite(cols[1, : out * out - half]).all()
+    expected = reference(x, w, gy, k, s, p)[0]
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
