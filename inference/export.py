@@ -30,7 +30,7 @@ import numpy as np
 from inference.onnx_backend import INPUT, OUTPUT, ModelInfo, OnnxForward
 from trainer import registry
 from trainer.environment import git_commit
-from trainer.errors import UserError
+from trainer.errors import ExportError
 from trainer.extras import INSTALL, MissingExtraError, require
 from trainer.run_folder import (
     class_names,
@@ -49,10 +49,6 @@ TOLERANCE = 1e-4
 CHECK_BATCHES = (1, 16)  # batch sizes the export is checked at (the batch axis is dynamic)
 OPSET = 11  # the highest opset onnx-chainer 1.6.0 was tested with
 BATCH_AXIS = 'batch'
-
-
-class ExportError(UserError, RuntimeError):
-    """The model cannot be exported, or the export does not reproduce Chainer's answers."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from trainer.errors import ImageError
+from trainer.errors import ImageError, ImageTooLargeError
 
 CIFAR_SIZE = 32
 BACKGROUND = (255, 255, 255)  # what transparent pixels become: CIFAR images have no alpha
@@ -49,10 +49,6 @@ ORIENTATIONS = {
 EXIF_ORIENTATION = 0x0112
 WIDE_MODES = ('I', 'I;16', 'I;16L', 'I;16B', 'I;16N')  # integer grey, scaled to 8 bits
 ROWS = 256  # rows per band when scaling a wide-mode image, to keep temporaries small
-
-
-class ImageTooLargeError(ImageError):
-    """An image whose decoded size is over the limit; refused before decoding."""
 
 
 def open_image(

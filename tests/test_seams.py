@@ -64,12 +64,21 @@ def test_a_model_option_reaches_the_factory_without_the_trainer_knowing_it():
     assert (model.dropout, model.fast) == (0.25, False)
 
 
-def test_every_user_error_of_the_trainer_is_defined_in_trainer_errors():
+def test_every_user_error_is_defined_in_trainer_errors():
+    """One home for what a user can cause: the trainer's, inference's and serving's."""
     import importlib
 
     import trainer.errors
 
-    for name in TRAINER_MODULES:
+    others = [
+        f'{package}.{path.stem}'
+        for package in ('inference', 'serving')
+        for path in (ROOT / package).glob('*.py')
+        if path.stem != '__init__'
+    ]
+    if importlib.util.find_spec('onnx') is None:  # the ONNX modules import only with extras
+        others = [name for name in others if name not in ('inference.export',)]
+    for name in TRAINER_MODULES + others:
         module = importlib.import_module(name)
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, trainer.UserError):

@@ -27,6 +27,14 @@ class ImageError(UserError, ValueError):
     """An input that is not a usable image; the message says why."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image whose decoded size is over the limit; refused before decoding."""
+
+
+class ExportError(UserError, RuntimeError):
+    """The model cannot be exported, or the export does not reproduce Chainer's answers."""
+
+
 class RunFolderError(UserError):
     """The run folder cannot be used as asked (settings changed, in use, not writable...)."""
 
