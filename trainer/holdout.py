@@ -11,10 +11,10 @@ so that runs of different seeds hold out the same images): each class gives its 
 N (the remainders of the shares go to the classes with the largest fractional parts, the
 lower label first on ties): the images of that class whose keys are smallest, an image's
 key being the BLAKE2b hash (8 bytes, big-endian) of ``"<seed>:<index>"``. Defined by a hash
-rather than a random generator's stream, the split is the same on every NumPy version. ``run.json`` records the count, the
-rule, the seed and the SHA-256 of the sorted held-out indices (``record``): a resume
-computes the split again and is refused if any of them differs, so it always trains on the
-same images.
+rather than a random generator's stream, the split is the same on every NumPy version.
+``run.json`` records the count, the rule, the seed and the SHA-256 of the sorted held-out
+indices (``record``): a resume computes the split again and is refused if any of them
+differs, so it always trains on the same images.
 """
 
 from __future__ import annotations
