@@ -58,6 +58,17 @@ def init_from(model: chainer.Link, path: str | os.PathLike, n_classes: int) -> I
     """Load the matching weights of ``path`` into ``model``; a new head where the class
     count differs. Returns what was loaded and what is new; ModelFileError for a file of
     another architecture (one line, nothing loaded)."""
+    loaded, arrays = plan(model, path, n_classes)
+    # not strict: the new layers' arrays are left out, and keep their initialization
+    npz.NpzDeserializer(arrays, strict=False).load(model)
+    return loaded
+
+
+def plan(model: chainer.Link, path: str | os.PathLike, n_classes: int) -> tuple[InitFrom, dict]:
+    """What ``init_from`` would load into ``model``, and the arrays, without loading them.
+
+    Raises the same ModelFileError, so a caller can check a file before it starts a run.
+    """
     raw = read_npz(path)
     kind, weights = model_arrays(raw, path)
     expected = npz.serialize(model)
@@ -74,16 +85,14 @@ def init_from(model: chainer.Link, path: str | os.PathLike, n_classes: int) -> I
     fresh = {key for key in expected if key.rpartition('/')[0] in new_layers}
     for key in sorted(expected.keys() - fresh):
         _check_array(path, key, weights[key], expected[key])
-    # not strict: the new layers' arrays are left out, and keep their initialization
     load = {key: weights[key] for key in expected.keys() - fresh}
-    npz.NpzDeserializer(load, strict=False).load(model)
     return InitFrom(
         path=str(path),
         kind=kind,
         loaded=_layers(expected.keys() - fresh, expected.keys()),
         new=_layers(fresh, expected.keys()),
         file_classes=file_classes,
-    )
+    ), load
 
 
 def file_record(path: str | os.PathLike) -> dict:

@@ -25,7 +25,7 @@ from chainer import iterators
 from chainer.datasets import TransformDataset, TupleDataset
 from chainer.training import extensions
 
-from trainer import devices, distributed, plots, registry
+from trainer import devices, distributed, finetune, plots, registry
 from trainer.chainerui import chainerui_files
 from trainer.datasets import Cifar, load_cifar
 from trainer.devices import get_device
@@ -33,7 +33,6 @@ from trainer.environment import environment
 from trainer.errors import DataError
 from trainer.evaluator import ClassificationEvaluator
 from trainer.extensions import NonFiniteGuard, StartAt, log_extras
-from trainer.finetune import file_record, init_from
 from trainer.holdout import HeldOut, hold_out
 from trainer.iterators import GuardedMultiprocessIterator
 from trainer.options import OptionError, TrainOptions
@@ -196,7 +195,7 @@ def build_trainer(
     if options.load_model:
         load_weights(model, options.load_model)
     if options.init_from:
-        loaded = init_from(model, options.init_from, data.n_classes)
+        loaded = finetune.init_from(model, options.init_from, data.n_classes)
         for line in loaded.lines(data.n_classes):
             logger.info('%s', line)
     if options.load_optimizer:
@@ -297,6 +296,8 @@ def train(
         set_seed(distributed.rank_seed(options.seed, comm))
         data = cifar if cifar is not None else load_cifar(options.dataset, options.data)
         _check_batch(options, data, comm)
+        if options.init_from:  # a file that does not fit is refused before run.json is written
+            finetune.plan(model, options.init_from, data.n_classes)
         root = distributed.is_root(comm)
         folder = RunFolder(options.save_path, options.img_dir if root else None, plots.draw)
         with folder.open() if root else contextlib.nullcontext():
@@ -420,7 +421,7 @@ def run_settings(
     if len(held):
         settings['val_split'] = held.record()
     if options.init_from:
-        settings['init_from'] = file_record(options.init_from)
+        settings['init_from'] = finetune.file_record(options.init_from)
     return settings
 
 
