@@ -196,7 +196,7 @@ def build_trainer(
         load_weights(model, options.load_model)
     if options.init_from:
         loaded = finetune.init_from(model, options.init_from, data.n_classes)
-        for line in loaded.lines(data.n_classes):
+        for line in loaded.lines(data.n_classes) if distributed.is_root(comm) else []:
             logger.info('%s', line)
     if options.load_optimizer:
         _load_optimizer(optimizer, options.load_optimizer)
