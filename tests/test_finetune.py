@@ -76,7 +76,7 @@ def unchanged(model, path, n_classes, message):
         np.testing.assert_array_equal(value, before[key])
 
 
-def test_another_architecture_is_one_line_and_nothing_is_loaded(tmp_path):
+def test_another_architecture_is_one_line_and_nothing_is_loaded(tmp_path, tiny_run):
     path = tmp_path / 'resnet.npz'
     chainer.serializers.save_npz(str(path), registry.build('resnet20', 10))
     unchanged(SqueezeNet(5), path, 5, "weights of another architecture: 177 of the model's 177")
@@ -84,6 +84,8 @@ def test_another_architecture_is_one_line_and_nothing_is_loaded(tmp_path):
     chainer.serializers.save_npz(str(path), Net(10, width=16))
     message = r'another architecture: conv/W is \(16, 3, 3, 3\), the model expects \(8, 3, 3, 3\)'
     unchanged(Net(5), path, 5, message)
+    message = r'another architecture \(arch squeezenet, says its run.json\): 4 of'
+    unchanged(Net(5), tiny_run / 'model.npz', 5, message)
 
 
 def test_an_optimizer_state_or_diverged_weights_are_refused(tiny_run, tmp_path):

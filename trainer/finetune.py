@@ -22,7 +22,7 @@ import numpy as np
 from chainer.serializers import npz
 
 from trainer.errors import ModelFileError
-from trainer.run_folder import model_arrays, read_npz
+from trainer.run_folder import model_arrays, read_npz, read_record_beside
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,9 @@ def plan(model: chainer.Link, path: str | os.PathLike, n_classes: int) -> tuple[
     unknown = sorted(weights.keys() - expected.keys())
     if missing or unknown:
         raise ModelFileError(
-            f'{path}: --init-from weights of another architecture: {len(missing)} of the '
-            f"model's {len(expected)} arrays missing{_example(missing)}, {len(unknown)} "
-            f'unknown{_example(unknown)}'
+            f'{path}: --init-from weights of another architecture{_recorded_arch(path)}: '
+            f"{len(missing)} of the model's {len(expected)} arrays missing{_example(missing)}, "
+            f'{len(unknown)} unknown{_example(unknown)}'
         )
     heads, file_classes = _head_arrays(path, weights, expected, n_classes)
     new_layers = {key.rpartition('/')[0] for key in heads}
@@ -184,6 +184,13 @@ def _natural(name: str) -> list:
 
 def _listing(names: list[str]) -> str:
     return f'{len(names)} layer{"s" * (len(names) != 1)} ({", ".join(names)})'
+
+
+def _recorded_arch(path) -> str:
+    """' (arch NAME, says its run.json)' when the file's run folder records one, else ''."""
+    record = read_record_beside(path)
+    arch = record['settings'].get('arch') if record else None
+    return f' (arch {arch}, says its run.json)' if arch else ''
 
 
 def _example(keys: list[str]) -> str:
