@@ -4,10 +4,13 @@
 
 Each trial trains the recipe (``trainer.build_trainer``) for a few epochs in a run folder
 of its own (``-p``/trial_N: run.json is not written, the snapshots, model.npz and log.json
-are) with a sampled lr and weight decay, and reports the validation accuracy after every
+are) with a sampled lr and weight decay, and reports the accuracy on a held-out validation
+split of the training set (``--val-size``, default 10 %: ``val/main/accuracy``) after every
 epoch to Optuna through Chainer's pruning extension; the median pruner stops a trial whose
-accuracy falls below the median of the earlier trials at the same epoch. A trial whose loss
-diverges (the trainer's NaN guard) counts as pruned. Prints the best trial as JSON.
+accuracy falls below the median of the earlier trials at the same epoch. The test set is
+never what the search chooses on, unless ``--val-size 0 --select-on-test`` asks for it
+(``validation/main/accuracy``). A trial whose loss diverges (the trainer's NaN guard)
+counts as pruned. Prints the best trial as JSON.
 
 Needs the extras (``make install-extras``): optuna 5 and optuna-integration 4.9, the last
 release with ``ChainerPruningExtension`` (5.0 removed it).
@@ -25,13 +28,29 @@ from trainer import registry
 from trainer.extras import require
 from trainer.recipe import RECIPE
 
-KEY = 'validation/main/accuracy'  # what the trials maximize and the pruner watches
+KEY = 'val/main/accuracy'  # what the trials maximize and the pruner watches: the held-out split
+TEST_KEY = 'validation/main/accuracy'  # the test set's, only with --select-on-test
+VAL_SIZE = 0.1  # the fraction of the training set held out by default
 LR = (0.01, 0.3)  # sampled log-uniformly
 WEIGHT_DECAY = (1e-5, 1e-3)  # sampled log-uniformly
 
 
+def choice_key(options: trainer.TrainOptions) -> str:
+    """The key the search chooses on: the validation split's accuracy when the options hold
+    one out, else the test set's with ``select_on_test``, else OptionError (one line)."""
+    if options.val_size:
+        return KEY
+    if options.select_on_test:
+        return TEST_KEY
+    raise trainer.OptionError(
+        'argument --val-size: the search needs a validation split to choose on (e.g. '
+        '--val-size 0.1); give --select-on-test to choose on the test set instead'
+    )
+
+
 def objective(trial, options: trainer.TrainOptions, data: trainer.Cifar) -> float:
-    """Train one trial and return its last validation accuracy (TrialPruned if pruned)."""
+    """Train one trial and return its last accuracy on ``choice_key`` (TrialPruned if pruned)."""
+    key = choice_key(options)
     optuna = require('optuna', 'the Optuna search')
     integration = require('optuna_integration', 'the Optuna search', 'optuna-integration')
     lr = trial.suggest_float('lr', *LR, log=True)
@@ -51,14 +70,14 @@ def objective(trial, options: trainer.TrainOptions, data: trainer.Cifar) -> floa
     with warnings.catch_warnings():
         # optuna-integration 4.9 marks the extension deprecated (removed in 5.0); it works.
         warnings.simplefilter('ignore', FutureWarning)
-        pruning = integration.ChainerPruningExtension(trial, KEY, (1, 'epoch'))
+        pruning = integration.ChainerPruningExtension(trial, key, (1, 'epoch'))
     # after SaveEpoch (priority -1000): a pruned trial keeps the files of its last epoch
     run.extend(pruning, priority=-1001)
     try:
         run.run(show_loop_exception_msg=False)
     except trainer.NonFiniteLossError as error:
         raise optuna.TrialPruned(str(error)) from None
-    return run.get_extension('LogReport').log[-1][KEY]
+    return run.get_extension('LogReport').log[-1][key]
 
 
 def search(
@@ -71,10 +90,12 @@ def search(
     """Run ``trials`` trials of ``options`` (each in ``options.save_path``/trial_N).
 
     Returns the ``optuna.Study``. A folder holding earlier trials is refused (their files
-    would be overwritten). ``pruner`` defaults to a median pruner that waits for
-    two finished trials and one epoch.
+    would be overwritten), and so are options without a validation split
+    (``options.val_size``) unless ``options.select_on_test`` (``choice_key``). ``pruner``
+    defaults to a median pruner that waits for two finished trials and one epoch.
     """
     optuna = require('optuna', 'the Optuna search')
+    choice_key(options)
     root = Path(options.save_path)
     if any(root.glob('trial_*')):
         raise trainer.OptionError(
@@ -105,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('-g', '--gpu', type=int, default=-1, help='GPU id, -1 for the CPU')
     parser.add_argument('--workers', type=int, default=0, help='augmentation processes')
     parser.add_argument('--seed', type=int, default=0, help='seeds the sampler and each trial')
+    parser.add_argument(
+        '--val-size',
+        default=VAL_SIZE,
+        help='training images held out to choose on: a count or a fraction (0: none)',
+    )
+    parser.add_argument(
+        '--select-on-test',
+        action='store_true',
+        help='with --val-size 0: choose on the test set (its accuracy is then optimistic)',
+    )
     return parser
 
 
@@ -124,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             gpu=args.gpu,
             workers=args.workers,
             seed=args.seed,
+            val_size=args.val_size,
+            select_on_test=args.select_on_test,
         )
         study = search(options, args.trials, seed=args.seed)
     except trainer.UserError as error:
@@ -136,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
             {
                 'best': None
                 if best is None
-                else {'number': best.number, 'accuracy': best.value, **best.params},
+                else {
+                    'number': best.number,
+                    'accuracy': best.value,
+                    'chosen_on': choice_key(options),
+                    **best.params,
+                },
                 'trials': {state: states.count(state) for state in sorted(set(states))},
             },
             indent=1,

@@ -133,3 +133,38 @@ def test_a_bad_value_the_factory_refuses_is_one_line(tmp_path, capsys):
     assert str(error.value) == (
         "--arch squeezenet --init bogus: unknown initializer 'bogus': choose one of orthonormal, he"
     )
+
+
+def test_the_validation_split_and_fine_tuning_flags(tmp_path):
+    default = parse_args([])
+    assert (default.val_size, default.val_seed, default.select_on_test) == (0, 0, False)
+    assert default.init_from is None
+    weights = tmp_path / 'model.npz'
+    weights.write_bytes(b'')
+    args = parse_args(
+        ['--val-size', '0.1', '--val-seed', '3', '--early-stopping', 'val/main/loss']
+        + ['--init-from', str(weights)]
+    )
+    assert (args.val_size, args.val_seed, args.early_stopping) == (0.1, 3, 'val/main/loss')
+    assert args.init_from == str(weights)
+    assert parse_args(['--val-size', '5000']).val_size == 5000
+    test_set = parse_args(['--early-stopping', 'validation/main/loss', '--select-on-test'])
+    assert test_set.select_on_test
+
+
+@pytest.mark.parametrize(
+    'argv, message',
+    [
+        ('--val-size 2.5', 'argument --val-size: a fraction must be between 0 and 1, got 2.5'),
+        ('--val-size -1', 'argument --val-size: must be 0 or more (0: no split), got -1'),
+        ('--val-seed -1', 'argument --val-seed: must be in 0..4294967295, got -1'),
+        ('--early-stopping validation/main/loss', 'argument --early-stopping validation/main/loss'),
+        ('--early-stopping val/main/accuracy', 'this run has no validation split'),
+        ('--init-from nonesuch.npz', 'argument --init-from: no such file: nonesuch.npz'),
+    ],
+)
+def test_bad_split_and_fine_tuning_flags_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv.split())
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]

@@ -48,3 +48,19 @@ def test_counts_confusion_and_exact_means(rng):
     again = evaluator()  # a second evaluation starts from zero
     np.testing.assert_array_equal(evaluator.confusion, expected)
     assert again['validation/main/loss'] == result['validation/main/loss']
+
+
+def test_the_held_out_split_reports_under_its_own_prefix(rng):
+    logits = rng.normal(size=(6, 2)).astype(np.float32)
+    images = np.zeros((6, 1, 1, 1), np.float32)
+    images[:, 0, 0, 0] = np.arange(6)
+    data = list(zip(images, np.array([0, 1] * 3, np.int32), strict=True))
+    iterator = iterators.SerialIterator(data, 4, repeat=False, shuffle=False)
+    result = ClassificationEvaluator(iterator, FixedLogits(logits), ['a', 'b'], prefix='val')()
+    assert set(result) == {
+        'val/main/loss',
+        'val/main/accuracy',
+        'val/main/accuracy/a',
+        'val/main/accuracy/b',
+        'val/images_per_sec',
+    }

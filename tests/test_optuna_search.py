@@ -1,4 +1,5 @@
-"""examples/optuna_search.py: trials through build_trainer, weight decay applied, pruning."""
+"""examples/optuna_search.py: trials through build_trainer, weight decay applied, pruning,
+chosen on the held-out validation split (the test set only when asked)."""
 
 import json
 
@@ -28,12 +29,14 @@ def options(tmp_path, archive, **overrides):
         preset='32',
         workers=0,
         seed=0,
+        val_size=20,
     )
     return trainer.TrainOptions.make(**{**values, **overrides})
 
 
 def test_trials_complete_with_the_sampled_lr_and_weight_decay(tmp_path, archive, capsys):
     argv = ['--trials', '2', '--epochs', '1', '-b', '50', '--data', str(archive)]
+    argv += ['--val-size', '0', '--select-on-test']  # chosen on the test set, as asked
     assert optuna_search.main(argv + ['-p', str(tmp_path / 'search')]) == 0
     out = capsys.readouterr().out  # the trainer's epoch lines, then the JSON summary
     result = json.loads(out[out.index('{\n "best"') :])
@@ -63,3 +66,22 @@ def test_a_folder_with_earlier_trials_is_refused(tmp_path, archive):
     (tmp_path / 'search' / 'trial_0').mkdir(parents=True)
     with pytest.raises(trainer.OptionError, match='holds the trials of an earlier search'):
         optuna_search.search(options(tmp_path, archive), trials=1)
+
+
+def test_by_default_the_search_chooses_on_the_held_out_split(tmp_path, archive, capsys):
+    argv = ['--trials', '1', '--epochs', '1', '-b', '30', '--data', str(archive)]
+    assert optuna_search.main(argv + ['-p', str(tmp_path / 'search')]) == 0
+    out = capsys.readouterr().out
+    best = json.loads(out[out.index('{\n "best"') :])['best']
+    assert best['chosen_on'] == 'val/main/accuracy'
+    trial = tmp_path / 'search' / f'trial_{best["number"]}'
+    log = json.loads((trial / 'log.json').read_text())
+    assert best['accuracy'] == log[-1]['val/main/accuracy']
+    assert log[-1]['iteration'] == 3  # 90 of the 100 images train (10 % held out), batch 30
+
+
+def test_a_search_without_a_split_is_refused_unless_asked(tmp_path, archive):
+    with pytest.raises(trainer.OptionError, match='needs a validation split to choose on'):
+        optuna_search.search(options(tmp_path, archive, val_size=0), trials=1)
+    test_set = options(tmp_path, archive, val_size=0, select_on_test=True)
+    assert optuna_search.choice_key(test_set) == 'validation/main/accuracy'

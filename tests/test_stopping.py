@@ -11,7 +11,7 @@ from chainer.datasets import TupleDataset
 from chainer.training import extension, extensions
 from chainer.training.triggers import EarlyStoppingTrigger
 
-from trainer.stopping import StoppingError, make_early_stopping, mode_of
+from trainer.stopping import StoppingError, check_choice_key, make_early_stopping, mode_of
 
 LOSSES = [5.0, 4.0, 3.0, 3.5, 3.2, 3.1, 2.0, 1.0]  # best at epoch 3, then 3 epochs worse
 
@@ -114,3 +114,22 @@ def test_a_run_that_had_stopped_stops_again_at_once():
 def test_unusable_settings_are_one_line(key, patience, mode, message):
     with pytest.raises(StoppingError, match=message):
         make_early_stopping(key, patience, 10, mode)
+
+
+@pytest.mark.parametrize(
+    ('key', 'has_val', 'message'),
+    [
+        ('validation/main/loss', True, 'that is the test set.*watch val/main/loss'),
+        ('validation/main/accuracy', False, 'hold out a split with --val-size'),
+        ('val/main/loss', False, 'this run has no validation split'),
+    ],
+)
+def test_choosing_on_the_test_set_or_a_missing_split_is_refused(key, has_val, message):
+    with pytest.raises(StoppingError, match=message):
+        check_choice_key(key, has_val)
+
+
+def test_the_split_the_training_set_or_the_test_set_when_asked_are_allowed():
+    check_choice_key('val/main/accuracy', has_val=True)
+    check_choice_key('main/loss', has_val=False)
+    check_choice_key('validation/main/loss', has_val=False, select_on_test=True)

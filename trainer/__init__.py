@@ -28,12 +28,21 @@ from trainer.errors import (
 )
 from trainer.evaluator import ClassificationEvaluator
 from trainer.extensions import NonFiniteGuard, StartAt, log_extras
+from trainer.finetune import InitFrom, init_from
+from trainer.holdout import HeldOut, hold_out
 from trainer.options import TrainOptions
 from trainer.recipe import RECIPE, Recipe
 from trainer.registry import register
 from trainer.run_folder import RunFolder, SaveEpoch, load_weights
 from trainer.schedules import StepSchedule, resolve_milestones, step_lr
-from trainer.training import build_trainer, make_iterators, make_optimizer, set_seed, train
+from trainer.training import (
+    build_trainer,
+    make_iterators,
+    make_optimizer,
+    make_val_iterator,
+    set_seed,
+    train,
+)
 from trainer.transforms import (
     PadCropFlip,
     ResizeCropFlip,
@@ -51,7 +60,9 @@ __all__ = [
     'DATASETS',
     'DataError',
     'DeviceError',
+    'HeldOut',
     'ImageError',
+    'InitFrom',
     'MissingExtraError',
     'ModelFileError',
     'N_CLASSES',
@@ -75,6 +86,8 @@ __all__ = [
     'build_parser',
     'build_trainer',
     'get_device',
+    'hold_out',
+    'init_from',
     'load_cifar',
     'load_dataset',
     'load_weights',
@@ -82,6 +95,7 @@ __all__ = [
     'make_iterators',
     'make_optimizer',
     'make_transforms',
+    'make_val_iterator',
     'normalize',
     'parse_args',
     'register',

@@ -17,6 +17,7 @@ from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS
 from trainer.errors import ArchitectureError
 from trainer.help_format import HelpFormatter
+from trainer.holdout import check_size
 from trainer.options import OptionError, TrainOptions, default_workers
 from trainer.recipe import RECIPE
 from trainer.transforms import PRESETS
@@ -28,7 +29,11 @@ _integer = validators.argtype(validators.integer)
 
 def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.ArgumentParser:
     """The parser of the reference flags plus the data, device, model and output options."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    # No abbreviations: a model flag that one --arch has and another lacks (--init) would
+    # otherwise be taken for the trainer's longer flag (--init-from).
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=HelpFormatter, allow_abbrev=False
+    )
     add = parser.add_argument
     add('-p', '--save_path', default='./', help='run folder: run.json, log.json, snapshots')
     add('-e', '--epoch', type=_positive, default=RECIPE.epochs, help='epochs to train')
@@ -146,11 +151,40 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         'SAVE_PATH/tensorboard); needs `make install-extras`',
     )
     add(
+        '--val-size',
+        type=validators.argtype(check_size),
+        default=0,
+        metavar='N',
+        help='hold N training images out as a validation split (or a fraction, e.g. 0.1), '
+        'class-balanced, evaluated each epoch as val/main/loss and val/main/accuracy beside '
+        "the test set's validation/...; 0: train on all of them (the reference)",
+    )
+    add(
+        '--val-seed',
+        type=validators.argtype(validators.seed),
+        default=0,
+        help='seed of the validation split (apart from --seed, so runs of other seeds hold '
+        'out the same images)',
+    )
+    add(
         '--early-stopping',
         metavar='KEY',
-        help='stop once KEY (a logged value: validation/main/loss, validation/main/accuracy, '
+        help='stop once KEY (a logged value: val/main/loss, val/main/accuracy with --val-size, '
         'main/loss...) has not improved for --patience epochs; a loss must fall, an '
-        'accuracy rise',
+        "accuracy rise. The test set's validation/... keys need --select-on-test",
+    )
+    add(
+        '--select-on-test',
+        action='store_true',
+        help='allow choosing on the test set (--early-stopping validation/...): its accuracy '
+        'is then no longer an unbiased estimate',
+    )
+    add(
+        '--init-from',
+        type=existing,
+        metavar='NPZ',
+        help='fine-tune: start from the matching weights of a model.npz or snapshot_epoch_N '
+        '(a new head where the class count differs); recorded in run.json',
     )
     add(
         '--patience',

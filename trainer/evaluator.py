@@ -1,4 +1,9 @@
-"""Test-set evaluation with exact totals, per-class accuracy and a confusion matrix."""
+"""Evaluation with exact totals, per-class accuracy and a confusion matrix.
+
+The test set reports under ``validation/...`` (the name Chainer gives an Evaluator, kept so
+that old logs, plots and tools read the same), the held-out validation split of
+``--val-size`` under ``val/...``.
+"""
 
 import datetime
 import time
@@ -63,6 +68,8 @@ class ClassificationEvaluator(extensions.Evaluator):
         progress_bar: show a progress bar while evaluating.
         comm: ChainerMN communicator whose ranks share the test set (None: no MPI).
         converter: makes a batch of arrays on ``device`` (Chainer's ``concat_examples``).
+        prefix: the keys' first part: ``validation`` (the test set, the keys' old name) or
+            ``val`` (the held-out validation split of ``--val-size``).
 
     The sums stay on the device during the pass (no synchronization per batch) and come to
     the host once at its end.
@@ -78,6 +85,7 @@ class ClassificationEvaluator(extensions.Evaluator):
         progress_bar: bool = False,
         comm=None,
         converter=chainer.dataset.concat_examples,
+        prefix: str = 'validation',
     ) -> None:
         super().__init__(
             iterator,
@@ -91,6 +99,7 @@ class ClassificationEvaluator(extensions.Evaluator):
         self.label_names = list(label_names)
         self.divide = divide
         self.comm = comm
+        self.prefix = prefix
         self.confusion = np.zeros((len(label_names),) * 2, dtype=np.int64)
         self._loss_sum = 0.0
         self._counts = None
@@ -139,11 +148,12 @@ class ClassificationEvaluator(extensions.Evaluator):
         total = int(self.confusion.sum())
         correct = np.diag(self.confusion)
         per_class = correct / np.maximum(self.confusion.sum(axis=1), 1)
+        prefix = self.prefix
         result = {
-            'validation/main/loss': self._loss_sum / total,
-            'validation/main/accuracy': correct.sum() / total,
-            'validation/images_per_sec': total / seconds,
+            f'{prefix}/main/loss': self._loss_sum / total,
+            f'{prefix}/main/accuracy': correct.sum() / total,
+            f'{prefix}/images_per_sec': total / seconds,
         }
         for name, accuracy in zip(self.label_names, per_class, strict=True):
-            result[f'validation/main/accuracy/{name}'] = float(accuracy)
+            result[f'{prefix}/main/accuracy/{name}'] = float(accuracy)
         return result

@@ -18,8 +18,9 @@ from trainer import validators
 from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS, GPU_COMMUNICATORS
 from trainer.errors import OptionError
+from trainer.holdout import check_size
 from trainer.recipe import RECIPE
-from trainer.stopping import StoppingError, mode_of
+from trainer.stopping import StoppingError, check_choice_key, mode_of
 from trainer.transforms import PRESETS
 
 
@@ -36,6 +37,10 @@ class TrainOptions:
     ``arch`` names the model's factory (``trainer.registry``; None: the model's own class),
     ``model_options`` the keywords it was called with (the flags given for them), which the
     run records so that resume, predict, serve and export rebuild the same model.
+    ``val_size`` holds images out of the training set as the validation split (a count, or
+    a fraction; ``trainer.holdout``), drawn with ``val_seed``; choosing on the test set
+    (early stopping on a ``validation/`` key) needs ``select_on_test``. ``init_from`` is a
+    trained model to fine-tune (``trainer.finetune``).
     """
 
     save_path: str = './'
@@ -66,6 +71,10 @@ class TrainOptions:
     tensorboard: str | None = None
     early_stopping: str | None = None
     patience: int = 10
+    val_size: int | float = 0
+    val_seed: int = 0
+    select_on_test: bool = False
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         self.check()
@@ -140,11 +149,21 @@ class TrainOptions:
                 f'argument -s/--start_epoch: -s {self.start_epoch} continues from weights: '
                 'give them with -m model.npz (and -o optimizer.npz, -l log.json if you have them)'
             )
+        try:
+            self.val_size = check_size(self.val_size)
+        except ValueError as error:
+            raise OptionError(f'argument --val-size: {error}') from None
         if self.early_stopping is not None:
             try:
                 mode_of(self.early_stopping)
+                check_choice_key(self.early_stopping, bool(self.val_size), self.select_on_test)
             except StoppingError as error:
                 raise OptionError(f'argument {error}') from None
+        if self.init_from is not None and self.load_model is not None:
+            raise OptionError(
+                'argument --init-from: give either --init-from (fine-tune: the matching '
+                'weights, a new head) or -m/--load_model (continue the same model), not both'
+            )
 
     @property
     def test_batch(self) -> int:
@@ -174,4 +193,5 @@ _FIELD_CHECKS = {
     'workers': ('--workers', validators.non_negative),
     'keep': ('--keep', validators.positive),
     'patience': ('--patience', validators.positive),
+    'val_seed': ('--val-seed', validators.seed),
 }

@@ -5,8 +5,9 @@ is written to a temporary file and renamed, never left half-written. Made to be 
 glance: the loss axis is logarithmic (a test loss of 100+ in the first epochs no longer
 flattens the rest into a line), the x axis shows whole epochs even for a one-epoch run,
 the epochs where the lr drops are marked, and the confusion matrix of the last evaluated
-epoch is an image of its own. (Chainer's PlotReport draws no axis labels and writes only
-under the trainer's out.)
+epoch is an image of its own. With a held-out split (``--val-size``) its curve, labelled
+validation, is drawn beside the train and test curves. (Chainer's PlotReport draws no axis
+labels and writes only under the trainer's out.)
 """
 
 from functools import partial
@@ -14,11 +15,20 @@ from pathlib import Path
 
 from trainer.run_folder import write_atomically
 
+# (key, label): the test set's keys are validation/..., the held-out split's val/...
 CURVES = {
-    'loss.jpg': ('loss', [('main/loss', 'train'), ('validation/main/loss', 'test')], 'log'),
+    'loss.jpg': (
+        'loss',
+        [('main/loss', 'train'), ('val/main/loss', 'validation'), ('validation/main/loss', 'test')],
+        'log',
+    ),
     'accuracy.jpg': (
         'accuracy',
-        [('main/accuracy', 'train'), ('validation/main/accuracy', 'test')],
+        [
+            ('main/accuracy', 'train'),
+            ('val/main/accuracy', 'validation'),
+            ('validation/main/accuracy', 'test'),
+        ],
         'linear',
     ),
 }

@@ -1,9 +1,11 @@
 """Early stopping: Chainer's own trigger, checked each epoch, resumable from the run's log.
 
-``make_early_stopping('validation/main/loss', patience=10, max_epochs=300)`` is the
+``make_early_stopping('val/main/loss', patience=10, max_epochs=300)`` is the
 Trainer's stop trigger: training ends when the key has not improved for ``patience``
 epochs in a row, or after ``max_epochs``. The direction comes from the key: a loss must
-fall, an accuracy rise.
+fall, an accuracy rise. The options (``TrainOptions``) refuse to stop on the test set's
+``validation/...`` keys unless ``--select-on-test`` says so (``check_choice_key``): watch
+the held-out split's ``val/...`` keys (``--val-size``, ``trainer.holdout``).
 
 Chainer's ``EarlyStoppingTrigger`` keeps its best value and count in memory only, and a
 snapshot is written before the trigger sees its epoch, so a resumed run would count
@@ -21,6 +23,33 @@ from chainer.training.triggers import EarlyStoppingTrigger, IntervalTrigger
 from trainer.errors import StoppingError
 
 MODES = ('min', 'max')
+TEST_PREFIX = 'validation/'  # the test set's keys (their names predate the held-out split)
+VAL_PREFIX = 'val/'  # the held-out validation split's (``--val-size``)
+
+
+def check_choice_key(key: str, has_val: bool, select_on_test: bool = False) -> None:
+    """Refuse choosing on the test set, or on a validation split the run does not have.
+
+    A key of the test set (``validation/...``) is refused unless ``select_on_test`` says
+    the user means it: what is chosen on the test set makes its accuracy optimistic.
+    A ``val/...`` key needs the held-out split (``has_val``). StoppingError, one line.
+    """
+    if key.startswith(TEST_PREFIX) and not select_on_test:
+        instead = key.replace(TEST_PREFIX, VAL_PREFIX, 1)
+        hint = (
+            f'watch {instead}'
+            if has_val
+            else f'hold out a split with --val-size and watch {instead}'
+        )
+        raise StoppingError(
+            f'--early-stopping {key}: that is the test set, and choosing on it makes its '
+            f'accuracy optimistic; {hint} (or give --select-on-test to choose on the test set)'
+        )
+    if key.startswith(VAL_PREFIX) and not has_val:
+        raise StoppingError(
+            f'--early-stopping {key}: this run has no validation split; give --val-size N '
+            '(a count, or a fraction such as 0.1)'
+        )
 
 
 def mode_of(key: str) -> str:

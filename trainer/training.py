@@ -26,7 +26,7 @@ from chainer import iterators
 from chainer.datasets import TransformDataset, TupleDataset
 from chainer.training import extensions
 
-from trainer import devices, distributed, plots, registry
+from trainer import devices, distributed, finetune, plots, registry
 from trainer.chainerui import chainerui_files
 from trainer.datasets import Cifar, load_dataset
 from trainer.devices import get_device
@@ -34,6 +34,7 @@ from trainer.environment import environment
 from trainer.errors import DataError
 from trainer.evaluator import ClassificationEvaluator
 from trainer.extensions import NonFiniteGuard, PlainText, StartAt, log_extras
+from trainer.holdout import HeldOut, hold_out
 from trainer.iterators import GuardedMultiprocessIterator
 from trainer.options import OptionError, TrainOptions
 from trainer.recipe import RECIPE, Recipe
@@ -66,6 +67,18 @@ PRINTED = [
 ]
 
 
+def printed_keys(has_val: bool) -> list[str]:
+    """The columns printed each epoch: ``PRINTED``, with the held-out split's loss and
+    accuracy before the test set's when there is one."""
+    if not has_val:
+        return list(PRINTED)
+    split = {
+        'validation/main/loss': 'val/main/loss',
+        'validation/main/accuracy': 'val/main/accuracy',
+    }
+    return [key for test in PRINTED for key in ([split[test], test] if test in split else [test])]
+
+
 def make_optimizer(
     model: chainer.Link, lr: float, epochs: int, recipe: Recipe = RECIPE
 ) -> chainer.Optimizer:
@@ -86,6 +99,7 @@ def make_iterators(
     options: TrainOptions,
     comm: distributed.Communicator | None = None,
     normalize: bool = True,
+    held: HeldOut | None = None,
 ) -> tuple:
     """Train (shuffled, repeating) and test iterators over the transformed splits.
 
@@ -93,27 +107,56 @@ def make_iterators(
     the images stay uint8, for ``DeviceNormalize`` on the GPU. ``--workers`` processes
     prepare the training batches; the test iterator, busy only while evaluating, gets half
     as many, so that together they do not crowd the cores the training process needs.
+    The training images are those the validation split (``held``, default: the one of
+    ``options.val_size``) leaves; ``make_val_iterator`` iterates over the held-out ones.
     """
+    if held is None:
+        held = hold_out(data.train, options.val_size, options.val_seed)
     seed = distributed.rank_seed(options.seed, comm)
     train_transform, test_transform = make_transforms(options.preset, seed, normalize)
-    train = TupleDataset(data.train.images, data.train.labels)
+    train = held.train_part(TupleDataset(data.train.images, data.train.labels))
     train = TransformDataset(distributed.shard_train(train, comm, options.seed), train_transform)
     test = TupleDataset(data.test.images, data.test.labels)
     test = TransformDataset(distributed.shard_test(test, comm), test_transform)
     if options.workers == 0:
-        return (
-            iterators.SerialIterator(train, options.batch),
-            iterators.SerialIterator(test, options.test_batch, repeat=False, shuffle=False),
-        )
-    return (
-        GuardedMultiprocessIterator(train, options.batch, n_processes=options.workers),
-        GuardedMultiprocessIterator(
-            test,
-            options.test_batch,
-            repeat=False,
-            shuffle=False,
-            n_processes=max(1, options.workers // 2),
-        ),
+        train_iter = iterators.SerialIterator(train, options.batch)
+    else:
+        train_iter = GuardedMultiprocessIterator(train, options.batch, n_processes=options.workers)
+    return train_iter, _eval_iterator(test, options)
+
+
+def make_val_iterator(
+    data: Cifar,
+    options: TrainOptions,
+    comm: distributed.Communicator | None = None,
+    normalize: bool = True,
+    held: HeldOut | None = None,
+):
+    """An iterator over the held-out validation split, test-transformed; None without one.
+
+    ``held`` defaults to the split of ``options.val_size`` and ``options.val_seed``.
+    """
+    if held is None:
+        held = hold_out(data.train, options.val_size, options.val_seed)
+    if not len(held):
+        return None
+    test_transform = make_transforms(options.preset, options.seed, normalize)[1]
+    val = held.val_part(TupleDataset(data.train.images, data.train.labels))
+    return _eval_iterator(
+        TransformDataset(distributed.shard_test(val, comm), test_transform), options
+    )
+
+
+def _eval_iterator(dataset, options: TrainOptions):
+    """One pass over ``dataset`` in order; in ``--workers // 2`` processes (at least 1)."""
+    if options.workers == 0:
+        return iterators.SerialIterator(dataset, options.test_batch, repeat=False, shuffle=False)
+    return GuardedMultiprocessIterator(
+        dataset,
+        options.test_batch,
+        repeat=False,
+        shuffle=False,
+        n_processes=max(1, options.workers // 2),
     )
 
 
@@ -131,7 +174,9 @@ def build_trainer(
     ``options.lr``): ``dataclasses.replace(RECIPE, weight_decay=5e-4)`` makes a variant.
     ``folder`` (default: the run folder of ``options``) receives each finished epoch. With
     ``comm``, one rank of a data-parallel run: gradients averaged over the ranks, evaluation
-    summed over them, files written and reports printed by rank 0 only.
+    summed over them, files written and reports printed by rank 0 only. With
+    ``options.val_size``, the held-out split is evaluated too (``val/...``); with
+    ``options.init_from``, the model starts from that file's matching weights (logged).
     """
     options = TrainOptions.make(options)  # as it is when already made
     folder = folder or RunFolder(options.save_path, options.img_dir, plots.draw)
@@ -150,10 +195,16 @@ def build_trainer(
     )
     if options.load_model:
         load_weights(model, options.load_model)
+    if options.init_from:
+        loaded = finetune.init_from(model, options.init_from, data.n_classes)
+        for line in loaded.lines(data.n_classes) if distributed.is_root(comm) else []:
+            logger.info('%s', line)
     if options.load_optimizer:
         _load_optimizer(optimizer, options.load_optimizer)
 
-    train_iter, test_iter = make_iterators(data, options, comm, normalize=not on_gpu)
+    held = hold_out(data.train, options.val_size, options.val_seed)
+    train_iter, test_iter = make_iterators(data, options, comm, not on_gpu, held)
+    val_iter = make_val_iterator(data, options, comm, not on_gpu, held)
     updater = AccumulatingUpdater(
         train_iter,
         optimizer,
@@ -169,16 +220,21 @@ def build_trainer(
     trainer = chainer.training.Trainer(updater, stop, out=str(folder.path))
 
     root = distributed.is_root(comm)
-    evaluator = ClassificationEvaluator(
-        test_iter,
-        model,
-        data.label_names,
-        divide=options.test_batch_divide,
-        device=device,
-        progress_bar=options.progress and root,
-        comm=comm,
-        converter=converter,
-    )
+
+    def evaluator_of(iterator, prefix: str) -> ClassificationEvaluator:
+        return ClassificationEvaluator(
+            iterator,
+            model,
+            data.label_names,
+            divide=options.test_batch_divide,
+            device=device,
+            progress_bar=options.progress and root,
+            comm=comm,
+            converter=converter,
+            prefix=prefix,
+        )
+
+    evaluator = evaluator_of(test_iter, 'validation')  # the test set, under its old keys
     log = extensions.LogReport(
         filename=None,
         log_name=None,
@@ -190,12 +246,14 @@ def build_trainer(
     trainer.extend(extensions.observe_lr())
     if comm is not None:
         trainer.extend(distributed.average_persistents(model, comm))
+    if val_iter is not None:
+        trainer.extend(evaluator_of(val_iter, 'val'), name='val')
     trainer.extend(evaluator)
     trainer.extend(log)
     if root:
         trainer.extend(SaveEpoch(folder, options.keep))
         out = sys.stdout if options.progress else PlainText(sys.stdout)  # no ESC[J when piped
-        trainer.extend(extensions.PrintReport(PRINTED, out=out))
+        trainer.extend(extensions.PrintReport(printed_keys(val_iter is not None), out=out))
     if root and options.tensorboard is not None:
         trainer.extend(TensorBoardReport(options.tensorboard or folder.path / 'tensorboard'))
     if options.progress and root:
@@ -244,6 +302,8 @@ def train(
             else load_dataset(options.dataset, options.data, options.skip_bad_images)
         )
         _check_batch(options, data, comm)
+        if options.init_from:  # a file that does not fit is refused before run.json is written
+            finetune.plan(model, options.init_from, data.n_classes)
         root = distributed.is_root(comm)
         folder = RunFolder(options.save_path, options.img_dir if root else None, plots.draw)
         with folder.open() if root else contextlib.nullcontext():
@@ -256,7 +316,9 @@ def train(
                     options.epoch,
                 )
                 return log
-            trainer = build_trainer(model, options, data, comm, folder)
+            # a resume's weights are the snapshot's: --init-from served the first epoch
+            session = TrainOptions.make(options, init_from=None) if done else options
+            trainer = build_trainer(model, session, data, comm, folder)
             if done:
                 load_snapshot(trainer, arrays, folder.path / f'snapshot_epoch_{done}')
                 stop = trainer.stop_trigger
@@ -342,8 +404,12 @@ def run_settings(
     """What defines this run (``run_folder.DEFINING``), the model's construction included.
 
     ``arch`` is what ``run.json`` records for the model's factory (``registry.record_name``).
+    The validation split is recorded by its size and, with one, by ``HeldOut.record``
+    (rule, seed, SHA-256 of the held-out indices); ``--init-from`` by the file's path and
+    SHA-256. ``train_images`` stays the whole training split of the data set.
     """
-    return {
+    held = hold_out(data.train, options.val_size, options.val_seed)
+    settings = {
         'arch': arch,
         'model_options': {k: v for k, v in options.model_options.items() if v is not None},
         'n_classes': data.n_classes,
@@ -357,7 +423,13 @@ def run_settings(
         'lr': options.lr,
         'seed': options.seed,
         'processes': distributed.size(comm),
+        'val_size': len(held),
     }
+    if len(held):
+        settings['val_split'] = held.record()
+    if options.init_from:
+        settings['init_from'] = finetune.file_record(options.init_from)
+    return settings
 
 
 def _arch(model: chainer.Link, options: TrainOptions) -> str:
@@ -403,7 +475,8 @@ def _snapshot_of(folder: RunFolder, epoch: int) -> dict:
 
 
 def _check_batch(options: TrainOptions, data: Cifar, comm) -> None:
-    per_rank = len(data.train) // distributed.size(comm)
+    held = hold_out(data.train, options.val_size, options.val_seed)
+    per_rank = held.n_train // distributed.size(comm)
     if options.batch > per_rank:
         where = 'the training set' if comm is None else "each process's share of the training set"
         raise OptionError(
