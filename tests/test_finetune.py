@@ -195,3 +195,23 @@ def test_a_mismatched_file_through_main_is_one_line(tiny_run, tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith('error: ') and 'weights of another architecture' in lines[-1]
     assert not (tmp_path / 'run' / 'run.json').exists()  # refused before the run was recorded
+
+
+def test_cifar10_weights_fine_tuned_on_a_folder_of_5_classes_then_predict(
+    tiny_run, tmp_path, caplog, capsys
+):
+    """Issue 25's path end to end: CIFAR-10 weights, a folder of 5 classes, predict names them."""
+    from test_folders import write_tree
+
+    caplog.set_level(logging.INFO)
+    fruit = ('fig', 'kiwi', 'lime', 'pear', 'plum')
+    root = write_tree(tmp_path / 'images', per_class=10, classes=fruit)
+    out = tmp_path / 'run'
+    extra = ('--dataset', 'folder', '--init-from', str(tiny_run / 'model.npz'))
+    assert main.main(argv(out, root, *extra)) == 0
+    assert 'new (the file has 10 classes, this run 5): 1 layer (conv10/conv)' in caplog.text
+    image = root / 'test' / 'kiwi' / '0000.png'
+    capsys.readouterr()
+    assert main.main(['predict', '-m', str(out / 'model.npz'), str(image), '--json']) == 0
+    [answer] = json.loads(capsys.readouterr().out)
+    assert {p['label'] for p in answer['predictions']} <= set(fruit)
