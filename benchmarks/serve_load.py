@@ -106,7 +106,7 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        self.url = self._wait_for(r'serving .* at (http://\S+) with', STARTUP_SECONDS)
+        self.url = self._wait_for(r'serving .* at (http://\S+) on ', STARTUP_SECONDS)
         self.host, self.port = urlsplit(self.url).hostname, urlsplit(self.url).port
 
     def log(self) -> str:

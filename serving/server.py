@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image
 
 from inference.images import BYTES_PER_PIXEL, ImageTooLargeError, open_image, to_cifar_image
-from inference.predictor import BATCH, DEFAULT_TOP, Predictor, top_k
+from inference.predictor import BATCH, DEFAULT_TOP, ChainerForward, Predictor, top_k
 from layers import runtime
 from serving.protocol import (
     KNOWN_METHODS,
@@ -638,11 +638,12 @@ def run(server: PredictionServer) -> None:
     were in flight and dropped, and the peak memory.
     """
     logger.info(
-        'serving %s (%d classes, preset %s) at %s with %d workers, images up to %s pixels',
+        'serving %s (%d classes, preset %s) at %s on %s, with %d workers, images up to %s pixels',
         server.predictor.name,
         len(server.predictor.labels),
         server.predictor.preset,
         server.url,
+        backend_of(server.predictor),
         server.workers,
         f'{server.max_pixels:,}',
     )
@@ -665,6 +666,17 @@ def run(server: PredictionServer) -> None:
         )
     else:
         logger.info('stopped; peak memory %.0f MiB', peak_rss() / 2**20)
+
+
+def backend_of(predictor: Predictor) -> str:
+    """What runs the model, for the start-up line: 'chainer, CPU, 2 threads' and the like."""
+    forward = predictor.forward
+    if isinstance(forward, ChainerForward):
+        if forward.device.xp is np:
+            return f'chainer, CPU, {runtime.thread_count()} threads'
+        return f'chainer, {forward.device}'
+    threads = getattr(forward, 'threads', None)
+    return 'onnx runtime, CPU' + (f', {threads} threads' if threads else '')
 
 
 def peak_rss() -> int:

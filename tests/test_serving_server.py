@@ -215,3 +215,33 @@ def test_parser_checks_port_and_limit():
     for flags in (['--port', '70000'], ['--max-bytes', '0']):
         with pytest.raises(SystemExit):
             parser.parse_args(['-m', 'model.npz', *flags])
+
+
+def test_the_start_up_line_names_the_backend_and_its_threads(monkeypatch):
+    """`serve` says what runs the model: Chainer on the CPU with the kernels' thread count,
+    or ONNX Runtime with its own."""
+    import chainer
+    import numpy as np
+
+    from inference.predictor import Predictor
+    from layers import runtime
+    from serving.server import backend_of
+
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    link = chainer.links.Linear(3 * 32 * 32, 10)
+    chainer_predictor = Predictor(link, [str(i) for i in range(10)], '32')
+    assert (
+        backend_of(chainer_predictor)
+        == 'chainer, CPU, 3 threads'
+        == (f'chainer, CPU, {runtime.thread_count()} threads')
+    )
+
+    class Onnx:  # an ONNX backend's forward: a callable with its thread count
+        threads = 2
+
+        def __call__(self, x):
+            return np.zeros((len(x), 10), np.float32)
+
+    assert backend_of(Predictor(Onnx(), chainer_predictor.labels, '32')) == (
+        'onnx runtime, CPU, 2 threads'
+    )
