@@ -342,6 +342,35 @@ def bench_eval(
     return {'images_per_sec': rates}
 
 
+def bench_latency(
+    device: chainer.backend.Device,
+    batches: list[int],
+    size: int,
+    repeat: int,
+    fast: bool = True,
+    arch: str = registry.DEFAULT_ARCH,
+) -> dict:
+    """Milliseconds of one test-mode forward pass without a graph (what ``predict`` and
+    ``serve`` run), per batch size: the median of ``repeat`` passes after two untimed."""
+    model = build_model(arch, fast)
+    model.to_device(device)
+    out = {}
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        for n in batches:
+            x = device.send(_images(n, size, seed=2)[0])
+            for _ in range(2):
+                model(x)
+            times = []
+            for _ in range(repeat):
+                synchronize(device)
+                start = time.perf_counter()
+                model(x)
+                synchronize(device)
+                times.append(1000 * (time.perf_counter() - start))
+            out[str(n)] = summarize(times)
+    return out
+
+
 def bench_augment(batch: int, steps: int, repeat: int, warmup: int, workers: int) -> dict:
     """Images/s of the '122' train transform, with ``workers`` processes and with none."""
     cpu = chainer.get_device('@numpy')
@@ -489,6 +518,7 @@ def bench_torch(
     steps: int,
     gpu: int,
     memory_format: str = 'nchw',
+    latency: list[int] | None = None,
 ) -> dict:
     """Run the PyTorch peer script in ``python`` (a venv with torch) and parse its JSON line.
 
@@ -497,6 +527,8 @@ def bench_torch(
     command = [python, str(script), '--size', str(size), '--batch', str(batch)]
     command += ['--eval-size', str(eval_size), '--memory-format', memory_format]
     command += ['--steps', str(steps), '--device', 'cpu' if gpu < 0 else f'cuda:{gpu}']
+    if latency:
+        command += ['--latency-batches', ','.join(map(str, latency))]
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
     except OSError as error:
@@ -539,6 +571,7 @@ def run(options: argparse.Namespace) -> dict:
                 options.steps * options.repeat,
                 options.gpu,
                 memory_format,
+                options.latency,
             )
     fast = not options.plain
     timing = (options.steps, options.repeat, options.warmup)
@@ -547,6 +580,10 @@ def run(options: argparse.Namespace) -> dict:
     result['memory'] = {'after_train': peak_memory(device)}
     result['eval'] = bench_eval(device, options.batch, options.eval_size, *timing, fast, arch)
     result['augment'] = bench_augment(options.batch, *timing, options.workers)
+    if options.latency:
+        result['latency_ms'] = bench_latency(
+            device, options.latency, options.eval_size, options.steps * options.repeat, fast, arch
+        )
     if options.profile:
         result['profile'] = profile_train(
             device, options.batch, options.size, options.steps, options.warmup, fast, arch
@@ -569,6 +606,12 @@ def torch_ratios(result: dict, peers: dict) -> dict:
             entry['ratio_eval'] = result['eval']['images_per_sec']['median'] / float(
                 peer['eval_img_per_s']
             )
+        if peer.get('latency_ms') and 'latency_ms' in result:
+            entry['ratio_latency'] = {
+                n: float(ms) / result['latency_ms'][n]['median']
+                for n, ms in peer['latency_ms'].items()
+                if n in result['latency_ms']
+            }
         out[memory_format] = entry
     return out
 
@@ -615,6 +658,18 @@ _positive = validators.argtype(validators.positive)
 _non_negative = validators.argtype(validators.non_negative)
 
 
+def _batches(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(',') if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f'must be positive batch sizes like 1,4,16,64, got {text!r}'
+        )
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's flags (defaults: the 122 px recipe on the CPU)."""
     parser = argparse.ArgumentParser(
@@ -643,6 +698,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         default=default_workers(),
         help='augmentation processes of the MultiprocessIterator (0: single process only)',
+    )
+    parser.add_argument(
+        '--latency',
+        type=_batches,
+        default=[],
+        metavar='N,N,...',
+        help='also time one test-mode forward pass at these batch sizes (e.g. 1,4,16,64), the '
+        'PyTorch peer too with --torch (ratio_latency > 1: the project is faster)',
     )
     parser.add_argument(
         '--profile',

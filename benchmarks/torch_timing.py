@@ -34,6 +34,11 @@ def main(make_model: Callable[[], torch.nn.Module]) -> None:
     parser.add_argument('--steps', type=int, default=10)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--memory-format', choices=('nchw', 'channels_last'), default='nchw')
+    parser.add_argument(
+        '--latency-batches',
+        default='',
+        help='comma-separated batch sizes whose test-mode forward latency (ms) to report too',
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     layout = torch.channels_last if args.memory_format == 'channels_last' else None
@@ -63,6 +68,18 @@ def main(make_model: Callable[[], torch.nn.Module]) -> None:
     model.eval()
     eval_step()
     evaluate = _median_seconds(eval_step, args.steps, device)
+    latency = {}
+    for n in (int(b) for b in args.latency_batches.split(',') if b):
+        x_n = torch.randn(n, 3, args.eval_size, args.eval_size, device=device)
+        if layout is not None:
+            x_n = x_n.to(memory_format=layout)
+
+        def forward(x_n=x_n) -> None:
+            with torch.no_grad():
+                model(x_n)
+
+        forward()
+        latency[str(n)] = round(1000 * _median_seconds(forward, max(args.steps, 5), device), 3)
     print(
         json.dumps(
             {
@@ -76,6 +93,7 @@ def main(make_model: Callable[[], torch.nn.Module]) -> None:
                 'step_s_median': round(train, 5),
                 'train_img_per_s': round(args.batch / train, 2),
                 'eval_img_per_s': round(args.batch / evaluate, 2),
+                'latency_ms': latency,
             }
         )
     )

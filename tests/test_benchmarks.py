@@ -152,3 +152,21 @@ def test_another_architecture_by_import_path(capsys):
     argv = TINY + ['--arch', 'examples.resnet:resnet32', '--workers', '0', '--torch']
     assert benchmark.main(argv) == 1
     assert 'no PyTorch peer of examples.resnet:resnet32' in capsys.readouterr().err
+
+
+def test_latency_per_batch_size_against_the_peer(tmp_path, capsys):
+    """--latency: one test-mode forward per batch size, and the peer's at the same sizes."""
+    body = 'import json, sys\nbatches = sys.argv[sys.argv.index("--latency-batches") + 1]\n'
+    body += 'lat = {b: 8.0 for b in batches.split(",")}\n'
+    body += 'print(json.dumps({"train_img_per_s": 2.0, "eval_img_per_s": 4.0, "latency_ms": lat}))'
+    peer = fake_peer(tmp_path, body)
+    assert benchmark.main(TINY + ['--latency', '1,3'] + peer) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result['latency_ms']) == {'1', '3'}
+    for figure in result['latency_ms'].values():
+        assert len(figure['runs']) == 2 and figure['median'] > 0
+    for fmt in benchmark.TORCH_FORMATS:
+        ratios = result['torch'][fmt]['ratio_latency']
+        assert ratios['1'] == pytest.approx(8.0 / result['latency_ms']['1']['median'])
+    with pytest.raises(SystemExit):
+        benchmark.build_parser().parse_args(['--latency', '0,4'])
