@@ -14,7 +14,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 
-from trainer import validators
+from trainer import recipes, validators
 from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS, GPU_COMMUNICATORS
 from trainer.errors import OptionError
@@ -66,6 +66,18 @@ class TrainOptions:
     tensorboard: str | None = None
     early_stopping: str | None = None
     patience: int = 10
+    # issue 27: the tricks of trainer.recipes, each None = the --recipe's value (all off)
+    recipe: str = 'reference'
+    label_smoothing: float | None = None
+    schedule: str | None = None
+    warmup: float | None = None
+    clip_grad: float | None = None
+    ema_decay: float | None = None
+    tta: bool | None = None
+    cutout: float | None = None
+    mixup: float | None = None
+    cutmix: float | None = None
+    mixed16: bool = False
 
     def __post_init__(self) -> None:
         self.check()
@@ -145,6 +157,12 @@ class TrainOptions:
                 mode_of(self.early_stopping)
             except StoppingError as error:
                 raise OptionError(f'argument {error}') from None
+        recipes.check_options(self)  # issue 27
+
+    @property
+    def tricks(self) -> recipes.Tricks:
+        """The tricks of this run: the ``--recipe`` preset with the flags given put in."""
+        return recipes.resolve(self.recipe, **{n: getattr(self, n) for n in recipes.TRICKS})
 
     @property
     def test_batch(self) -> int:

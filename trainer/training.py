@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 
 import chainer
-import chainer.links as L
 import numpy as np
 from chainer import iterators
 from chainer.datasets import TransformDataset, TupleDataset
 from chainer.training import extensions
 
 from trainer import devices, distributed, plots, registry
+from trainer import tricks as tricks_lib
 from trainer.chainerui import chainerui_files
 from trainer.datasets import Cifar, load_dataset
 from trainer.devices import get_device
@@ -143,11 +143,15 @@ def build_trainer(
     on_gpu = device.xp is not np
     # on a GPU, uint8 images cross the bus and are normalized there
     converter = DeviceNormalize() if on_gpu else chainer.dataset.concat_examples
-    classifier = L.Classifier(model)
+    tricks = options.tricks  # issue 27: --recipe and its flags (trainer.tricks)
+    classifier = tricks_lib.classifier(model, tricks)
     classifier.to_device(device)
-    optimizer = distributed.wrap_optimizer(
-        make_optimizer(classifier, options.lr, options.epoch, recipe), comm
-    )
+    optimizer = make_optimizer(classifier, options.lr, options.epoch, recipe)
+    steps = len(data.train) / distributed.size(comm) / options.batch  # updates per epoch
+    tricks_lib.tune_optimizer(
+        optimizer, tricks, options.lr, options.epoch, steps, recipe.weight_decay
+    )  # issue 27
+    optimizer = distributed.wrap_optimizer(optimizer, comm)
     if options.load_model:
         load_weights(model, options.load_model)
     if options.load_optimizer:
@@ -159,7 +163,9 @@ def build_trainer(
         optimizer,
         divide=options.train_batch_divide,
         device=device,
-        converter=converter,
+        converter=tricks_lib.train_converter(
+            converter, tricks, data.n_classes, options.seed
+        ),  # issue 27
     )
     stop = (
         make_early_stopping(options.early_stopping, options.patience, options.epoch)
@@ -171,7 +177,7 @@ def build_trainer(
     root = distributed.is_root(comm)
     evaluator = ClassificationEvaluator(
         test_iter,
-        model,
+        tricks_lib.evaluated(model, tricks),  # issue 27: --tta
         data.label_names,
         divide=options.test_batch_divide,
         device=device,
@@ -191,6 +197,7 @@ def build_trainer(
     if comm is not None:
         trainer.extend(distributed.average_persistents(model, comm))
     trainer.extend(evaluator)
+    tricks_lib.extend(trainer, model, tricks, evaluator)  # issue 27: --ema-decay
     trainer.extend(log)
     if root:
         trainer.extend(SaveEpoch(folder, options.keep))
@@ -357,6 +364,7 @@ def run_settings(
         'lr': options.lr,
         'seed': options.seed,
         'processes': distributed.size(comm),
+        'tricks': tricks_lib.settings(options.tricks),  # issue 27
     }
 
 
