@@ -1,6 +1,9 @@
 """Test-time augmentation: the mean of the logits of the images and their mirror images."""
 
+from collections.abc import Callable
+
 import chainer
+import numpy as np
 
 
 class FlipAveraged(chainer.Chain):
@@ -22,3 +25,12 @@ class FlipAveraged(chainer.Chain):
         x = x.array if isinstance(x, chainer.Variable) else x
         xp = chainer.backend.get_array_module(x)
         return (self.predictor(x) + self.predictor(xp.ascontiguousarray(x[..., ::-1]))) / 2
+
+
+def flip_averaged(forward: Callable[[np.ndarray], np.ndarray]) -> Callable:
+    """A forward function (NCHW batch -> logits, any backend) averaged with its mirror."""
+
+    def averaged(x: np.ndarray) -> np.ndarray:
+        return (forward(x) + forward(np.ascontiguousarray(x[..., ::-1]))) / 2
+
+    return averaged
