@@ -86,3 +86,16 @@ def test_a_bad_flag_is_one_line(argv, message, capsys):
 def test_a_bad_keyword_is_one_option_error(keywords, message):
     with pytest.raises(OptionError, match=message):
         TrainOptions(**keywords)
+
+
+@pytest.mark.parametrize(
+    'keywords, message',
+    [
+        ({'recipe': 'modern'}, 'argument --mixed16: --clip-grad would clip the scaled gradients'),
+        ({'ema_decay': 0.99}, 'argument --mixed16: --ema-decay would average in float16'),
+    ],
+)
+def test_mixed16_refuses_the_tricks_it_would_break(keywords, message):
+    with pytest.raises(OptionError, match=message):
+        TrainOptions(mixed16=True, gpu=0, **keywords)
+    TrainOptions(mixed16=True, gpu=0, recipe='modern', clip_grad=0, ema_decay=0)

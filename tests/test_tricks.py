@@ -115,3 +115,19 @@ def test_a_resume_with_another_trick_is_refused(tmp_path, cifar10_archive):
     run(tmp_path, cifar10_archive, 'r', epoch=1)
     with pytest.raises(trainer.RunFolderError, match='tricks'):
         run(tmp_path, cifar10_archive, 'r', epoch=2, label_smoothing=0.1)
+
+
+def test_tta_evaluation_and_smoothing_and_mixing_train(tmp_path, cifar10_archive):
+    log = run(
+        tmp_path,
+        cifar10_archive,
+        'tta',
+        epoch=1,
+        tta=True,
+        label_smoothing=0.2,
+        cutout=0.5,
+        mixup=0.4,
+        clip_grad=1.0,
+    )
+    assert np.isfinite(log[0]['main/loss']) and 0 <= log[0]['main/accuracy'] <= 1
+    assert 'validation/main/accuracy' in log[0]

@@ -146,6 +146,16 @@ def check_options(options) -> None:
             'argument --mixed16: float16 training needs a GPU (-g 0); on the CPU train in '
             'float32 (leave --mixed16 out)'
         )
+    if options.mixed16:
+        tricks = resolve(options.recipe, **{n: getattr(options, n) for n in TRICKS})
+        for name, why in (
+            ('clip_grad', 'would clip the scaled gradients'),
+            ('ema_decay', 'would average in float16, too coarse for it'),
+        ):
+            if getattr(tricks, name):
+                raise OptionError(
+                    f'argument --mixed16: {FLAGS[name]} {why}; give {FLAGS[name]} 0 with it'
+                )
 
 
 def _number_for(name: str):

@@ -151,6 +151,7 @@ def build_trainer(
     tricks_lib.tune_optimizer(
         optimizer, tricks, options.lr, options.epoch, steps, recipe.weight_decay
     )  # issue 27
+    converter = tricks_lib.mixed16(model, optimizer, converter, options.mixed16)  # issue 27
     optimizer = distributed.wrap_optimizer(optimizer, comm)
     if options.load_model:
         load_weights(model, options.load_model)

@@ -11,6 +11,7 @@ import math
 import chainer
 import chainer.links as L
 
+from trainer import precision
 from trainer.ema import AverageEvaluator, WeightAverage
 from trainer.losses import classifier_loss, hard_accuracy
 from trainer.mixing import BatchAugment
@@ -99,3 +100,15 @@ def extend(trainer: chainer.training.Trainer, model: chainer.Link, tricks: Trick
 def settings(tricks: Tricks) -> dict:
     """The tricks as ``run.json`` records them (a defining setting of the run)."""
     return dataclasses.asdict(tricks)
+
+
+def mixed16(model: chainer.Link, optimizer: chainer.Optimizer, converter, on: bool):
+    """With ``on`` (``--mixed16``): the model in mixed16, loss scaling, float16 inputs.
+
+    Returns the converter the updater and the evaluator use.
+    """
+    if not on:
+        return converter
+    precision.to_mixed16(model)
+    precision.scale_dynamically(optimizer)
+    return precision.Float16Input(converter)
