@@ -28,6 +28,7 @@ def test_mixup_blends_images_and_targets_alike():
     soft = one_hot(t, 3)
     mixed, targets = mixup(x, soft, np.random.default_rng(0), 0.4)
     lam = float(np.random.default_rng(0).beta(0.4, 0.4))
+    lam = max(lam, 1 - lam)
     order = np.random.default_rng(0)
     order.beta(0.4, 0.4)
     order = order.permutation(len(x))
@@ -75,3 +76,12 @@ def test_mixed_targets_are_distributions(alpha):
         _, t = augment(batch())
         assert (t >= 0).all()
         np.testing.assert_allclose(t.sum(axis=1), 1, rtol=1e-6)
+
+
+def test_each_image_keeps_its_label_as_the_hard_one():
+    x, _ = concat_examples(batch())
+    t = np.arange(len(x))
+    for seed in range(20):
+        for mix in (mixup, cutmix):
+            _, targets = mix(x, one_hot(t, len(x)), np.random.default_rng(seed), 0.4)
+            assert (targets[t, t] >= 0.5).all()

@@ -3,7 +3,8 @@
 ``classifier_loss(smoothing)`` is what ``chainer.links.Classifier`` takes as ``lossfun``;
 ``hard_accuracy`` its ``accfun``. Targets are either int labels ``(N,)`` or soft targets
 ``(N, C)`` (rows summing to 1, from mixup or cutmix in ``trainer.mixing``); the accuracy of
-soft targets is counted against their hard label, the class of largest weight.
+soft targets is counted against their hard label, the class of largest weight (the
+image's own label: ``trainer.mixing`` leaves each image the larger share).
 """
 
 from collections.abc import Callable

@@ -37,20 +37,27 @@ def cutout(x, rng: np.random.Generator, side: float) -> None:
         x[i, :, top:bottom, left:right] = 0
 
 
+def dominant(lam: float) -> float:
+    """``max(lam, 1 - lam)``: each image keeps the larger share (as fastai's mixup), so its
+    own label stays its target's class of most weight, the hard label accuracy counts."""
+    return max(lam, 1 - lam)
+
+
 def mixup(x, soft, rng: np.random.Generator, alpha: float):
-    """Blend the batch with its permutation by lambda ~ Beta(alpha, alpha); targets alike."""
+    """Blend the batch with its permutation by lambda ~ Beta(alpha, alpha) (``dominant``);
+    targets alike."""
     xp = chainer.backend.get_array_module(x)
-    lam = float(rng.beta(alpha, alpha))
+    lam = dominant(float(rng.beta(alpha, alpha)))
     order = xp.asarray(rng.permutation(len(x)))
     return lam * x + (1 - lam) * x[order], lam * soft + (1 - lam) * soft[order]
 
 
 def cutmix(x, soft, rng: np.random.Generator, alpha: float):
-    """Paste a box of the permuted batch (area 1 - lambda, lambda ~ Beta(alpha, alpha));
-    the targets mix by the box's actual share after clipping."""
+    """Paste a box of the permuted batch (area 1 - lambda, lambda ~ Beta(alpha, alpha), made
+    ``dominant``); the targets mix by the box's actual share after clipping."""
     xp = chainer.backend.get_array_module(x)
     _, _, h, w = x.shape
-    top, bottom, left, right = box(rng, h, w, 1 - float(rng.beta(alpha, alpha)))
+    top, bottom, left, right = box(rng, h, w, 1 - dominant(float(rng.beta(alpha, alpha))))
     order = xp.asarray(rng.permutation(len(x)))
     x = x.copy()
     x[:, :, top:bottom, left:right] = x[order][:, :, top:bottom, left:right]
