@@ -70,3 +70,11 @@ def test_the_loss_has_a_gradient(logits):
     y = chainer.Variable(logits)
     classifier_loss(0.1)(y, np.array([0, 1, 2, 3])).backward()
     assert y.grad is not None and np.isfinite(y.grad).all()
+
+
+def test_float16_logits_take_soft_targets(logits):
+    q = smoothed_targets(np.array([0, 1, 2, 3]), 5, 0.1)
+    loss = classifier_loss(0.1)(logits.astype(np.float16), q)
+    assert loss.dtype == np.float16
+    expected = float(classifier_loss(0.1)(logits, q).array)
+    assert float(loss.array) == pytest.approx(expected, rel=1e-2)

@@ -131,3 +131,21 @@ def test_tta_evaluation_and_smoothing_and_mixing_train(tmp_path, cifar10_archive
     )
     assert np.isfinite(log[0]['main/loss']) and 0 <= log[0]['main/accuracy'] <= 1
     assert 'validation/main/accuracy' in log[0]
+
+
+def test_predict_takes_the_averaged_weights(tiny_run, tmp_path):
+    import shutil
+
+    import inference
+
+    folder = tmp_path / 'run'
+    shutil.copytree(tiny_run, folder)
+    # stand-in for an --ema-decay run: the averaged file beside the raw one
+    arrays = dict(read_npz(folder / MODEL_FILE))
+    arrays['fc10/W' if 'fc10/W' in arrays else sorted(arrays)[0]] *= 0
+    np.savez(folder / EMA_MODEL_FILE, **arrays)
+    raw = inference.load_predictor(folder / MODEL_FILE)
+    average = inference.load_predictor(folder / EMA_MODEL_FILE)
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    assert raw.name == average.name
+    assert not np.allclose(raw.forward(x), average.forward(x))

@@ -29,7 +29,7 @@ def soft_cross_entropy(y: chainer.Variable, t, smoothing: float = 0.0) -> chaine
 
     With int labels and ``smoothing`` 0 this is ``F.softmax_cross_entropy``.
     """
-    q = smoothed_targets(t, y.shape[1], smoothing)
+    q = smoothed_targets(t, y.shape[1], smoothing).astype(y.dtype)  # float16 too (--mixed16)
     return -F.sum(q * F.log_softmax(y)) / y.shape[0]
 
 

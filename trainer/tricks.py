@@ -77,7 +77,9 @@ def evaluated(model: chainer.Link, tricks: Tricks) -> chainer.Link:
     return FlipAveraged(model) if tricks.tta else model
 
 
-def extend(trainer: chainer.training.Trainer, model: chainer.Link, tricks: Tricks, evaluator):
+def extend(
+    trainer: chainer.training.Trainer, model: chainer.Link, tricks: Tricks, evaluator
+) -> None:
     """The weight average and its evaluation (a copy of ``evaluator``'s settings)."""
     if not tricks.ema_decay:
         return
