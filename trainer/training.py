@@ -151,12 +151,12 @@ def build_trainer(
     tricks_lib.tune_optimizer(
         optimizer, tricks, options.lr, options.epoch, steps, recipe.weight_decay
     )  # issue 27
-    converter = tricks_lib.mixed16(model, optimizer, converter, options.mixed16)  # issue 27
     optimizer = distributed.wrap_optimizer(optimizer, comm)
     if options.load_model:
         load_weights(model, options.load_model)
     if options.load_optimizer:
         _load_optimizer(optimizer, options.load_optimizer)
+    converter = tricks_lib.mixed16(model, optimizer, converter, options.mixed16)  # issue 27
 
     train_iter, test_iter = make_iterators(data, options, comm, normalize=not on_gpu)
     updater = AccumulatingUpdater(

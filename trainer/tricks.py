@@ -104,9 +104,11 @@ def settings(tricks: Tricks) -> dict:
     return dataclasses.asdict(tricks)
 
 
-def mixed16(model: chainer.Link, optimizer: chainer.Optimizer, converter, on: bool):
+def mixed16(model: chainer.Link, optimizer, converter, on: bool):
     """With ``on`` (``--mixed16``): the model in mixed16, loss scaling, float16 inputs.
 
+    Called after any ``-m``/``-o`` loading (float32 weights load, then are cast);
+    ``optimizer`` may be ChainerMN's wrapper, which passes attributes on to the optimizer.
     Returns the converter the updater and the evaluator use.
     """
     if not on:
