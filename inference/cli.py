@@ -13,6 +13,7 @@ from trainer import validators
 from trainer.datasets import DATASETS
 from trainer.help_format import HelpFormatter
 from trainer.transforms import PRESETS
+from trainer.tta import flip_averaged
 
 _positive = validators.argtype(validators.positive)
 
@@ -55,6 +56,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         type=validators.argtype(validators.integer, -1),
         default=-1,
         help='GPU id, -1 for the CPU',
+    )
+    add(  # issue 27
+        '--tta',
+        action='store_true',
+        help='test-time augmentation: the mean of the logits of each image and its mirror '
+        'image (the averaged weights of --ema-decay: -m RUN/model_ema.npz)',
     )
     add('--top', type=_positive, default=DEFAULT_TOP, help='classes to show per image')
 
@@ -102,4 +109,9 @@ def build_export_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def load_from_args(args: argparse.Namespace) -> Predictor:
     """The Predictor that ``add_model_arguments``' flags name (``load_predictor``)."""
-    return load_predictor(args.model, args.arch, args.dataset, args.preset, args.gpu, args.backend)
+    predictor = load_predictor(
+        args.model, args.arch, args.dataset, args.preset, args.gpu, args.backend
+    )
+    if getattr(args, 'tta', False):  # issue 27
+        predictor.forward = flip_averaged(predictor.forward)
+    return predictor

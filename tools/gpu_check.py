@@ -13,7 +13,9 @@ Checks, each pass / fail / skip with its figures:
 - ``resume_cpu_gpu_cpu``: one run continued on the CPU, the GPU, the CPU;
 - ``benchmark``: ``benchmarks.speed`` at batch 64 and 256 (a batch-256 rate far above the
   batch-64 one means the step is host-bound), beside the PyTorch peer when
-  ``--torch-python`` has torch.
+  ``--torch-python`` has torch;
+- ``mixed16``: ``--mixed16`` (float16 with dynamic loss scaling) trains 2 epochs, resumes
+  for a third, and its losses stay finite.
 
 Data: ``--data`` (the official archive or folder), else ``../shared/data`` rebuilt with its
 ``make_cifar10.py``. Works offline. Exit status 0 when nothing failed.
@@ -203,12 +205,34 @@ def check_benchmark(args, scratch: Path) -> dict:
     return {'status': 'pass', **results}
 
 
+def check_mixed16(args, scratch: Path) -> dict:
+    """Issue 27's ``--mixed16``: 2 epochs at 32 px, then 1 more resumed; finite, learning."""
+    if args.gpu < 0:
+        return {'status': 'skip', 'detail': '--mixed16 runs on a GPU only (refused on the CPU)'}
+    out = scratch / 'mixed16'
+    for epochs in (2, 3):
+        command = [*train_command(out, args.quick_data, args.gpu, epochs, '32'), '--mixed16']
+        done = run(command, timeout=900)
+        if done.returncode != 0:
+            return {'status': 'fail', 'detail': f'-e {epochs}: {tail(done.stderr)}'}
+    log = json.loads((out / 'log.json').read_text())
+    losses = [e['main/loss'] for e in log]
+    ok = [e['epoch'] for e in log] == [1, 2, 3] and all(x == x and x < 1e4 for x in losses)
+    return {
+        'status': 'pass' if ok else 'fail',
+        'train_loss': losses,
+        'test_accuracy': [e['validation/main/accuracy'] for e in log],
+        'train_images_per_sec': [e.get('train/images_per_sec') for e in log],
+    }
+
+
 CHECKS = {
     'gpu_tests': check_gpu_tests,
     'kill_and_resume': check_kill_and_resume,
     'predict_gpu_vs_cpu': check_predict,
     'resume_cpu_gpu_cpu': check_cross_device,
     'benchmark': check_benchmark,
+    'mixed16': check_mixed16,  # issue 27
 }
 
 

@@ -52,6 +52,15 @@ from trainer.transforms import (
 )
 from trainer.updaters import AccumulatingUpdater
 
+# isort: split
+# issue 27: the tricks beside the reference recipe (each off by default; --recipe modern)
+from trainer.ema import WeightAverage
+from trainer.losses import classifier_loss, soft_cross_entropy
+from trainer.mixing import BatchAugment
+from trainer.recipes import RECIPES, Tricks
+from trainer.schedules import CosineSchedule, cosine_lr
+from trainer.tta import FlipAveraged
+
 __all__ = [
     'AccumulatingUpdater',
     'ArchitectureError',
@@ -103,4 +112,15 @@ __all__ = [
     'set_seed',
     'step_lr',
     'train',
+]
+__all__ += [  # issue 27
+    'BatchAugment',
+    'CosineSchedule',
+    'FlipAveraged',
+    'RECIPES',
+    'Tricks',
+    'WeightAverage',
+    'classifier_loss',
+    'cosine_lr',
+    'soft_cross_entropy',
 ]

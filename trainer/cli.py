@@ -12,7 +12,7 @@ import copy
 import sys
 from collections.abc import Sequence
 
-from trainer import registry, validators
+from trainer import recipes, registry, validators
 from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS
 from trainer.errors import ArchitectureError
@@ -198,6 +198,7 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         default=None,
         help='progress bars while training and testing (default: when stdout is a terminal)',
     )
+    recipes.add_arguments(parser)  # issue 27: the tricks and --recipe
     return parser
 
 

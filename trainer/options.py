@@ -14,7 +14,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 
-from trainer import validators
+from trainer import recipes, validators
 from trainer.datasets import DATASETS
 from trainer.distributed import COMMUNICATORS, CPU_COMMUNICATORS, GPU_COMMUNICATORS
 from trainer.errors import OptionError
@@ -75,6 +75,18 @@ class TrainOptions:
     val_seed: int = 0
     select_on_test: bool = False
     init_from: str | None = None
+    # issue 27: the tricks of trainer.recipes, each None = the --recipe's value (all off)
+    recipe: str = 'reference'
+    label_smoothing: float | None = None
+    schedule: str | None = None
+    warmup: float | None = None
+    clip_grad: float | None = None
+    ema_decay: float | None = None
+    tta: bool | None = None
+    cutout: float | None = None
+    mixup: float | None = None
+    cutmix: float | None = None
+    mixed16: bool = False
 
     def __post_init__(self) -> None:
         self.check()
@@ -164,6 +176,12 @@ class TrainOptions:
                 'argument --init-from: give either --init-from (fine-tune: the matching '
                 'weights, a new head) or -m/--load_model (continue the same model), not both'
             )
+        recipes.check_options(self)  # issue 27
+
+    @property
+    def tricks(self) -> recipes.Tricks:
+        """The tricks of this run: the ``--recipe`` preset with the flags given put in."""
+        return recipes.resolve(self.recipe, **{n: getattr(self, n) for n in recipes.TRICKS})
 
     @property
     def test_batch(self) -> int:

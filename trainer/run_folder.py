@@ -64,6 +64,9 @@ MODEL_PREFIX = 'updater/model:main/predictor/'
 OPTIMIZER_PREFIX = 'updater/optimizer:main/'
 LOG_KEY = 'extensions/LogReport/_log'
 EPOCH_KEY = 'updater/iterator:main/epoch'
+# issue 27: the weight average (--ema-decay, trainer.ema), published beside model.npz
+EMA_PREFIX = 'extensions/WeightAverage/average/'
+EMA_MODEL_FILE = 'model_ema.npz'
 # Settings that define a run: a resume must not change them (the epochs may grow).
 DEFINING = (
     'arch',
@@ -81,6 +84,7 @@ DEFINING = (
     'lr',
     'seed',
     'processes',
+    'tricks',  # issue 27 (trainer.recipes)
 )
 TEMPORARY = re.compile(r'\..+\.(\d+)\.tmp')
 
@@ -558,6 +562,9 @@ class RunFolder:
         with deferred_signals():
             self._write(model, lambda: save_arrays(model, _strip(arrays, MODEL_PREFIX)))
             self._write(optimizer, lambda: save_arrays(optimizer, _strip(arrays, OPTIMIZER_PREFIX)))
+            if average := _strip(arrays, EMA_PREFIX):  # issue 27: model_ema.npz
+                path = self.path / EMA_MODEL_FILE
+                self._write(path, lambda: save_arrays(path, average))
             self.write_log(log)
         return log
 

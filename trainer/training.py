@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 
 import chainer
-import chainer.links as L
 import numpy as np
 from chainer import iterators
 from chainer.datasets import TransformDataset, TupleDataset
 from chainer.training import extensions
 
 from trainer import devices, distributed, finetune, plots, registry
+from trainer import tricks as tricks_lib
 from trainer.chainerui import chainerui_files
 from trainer.datasets import Cifar, load_dataset
 from trainer.devices import get_device
@@ -188,11 +188,15 @@ def build_trainer(
     on_gpu = device.xp is not np
     # on a GPU, uint8 images cross the bus and are normalized there
     converter = DeviceNormalize() if on_gpu else chainer.dataset.concat_examples
-    classifier = L.Classifier(model)
+    tricks = options.tricks  # issue 27: --recipe and its flags (trainer.tricks)
+    classifier = tricks_lib.classifier(model, tricks)
     classifier.to_device(device)
-    optimizer = distributed.wrap_optimizer(
-        make_optimizer(classifier, options.lr, options.epoch, recipe), comm
-    )
+    optimizer = make_optimizer(classifier, options.lr, options.epoch, recipe)
+    steps = len(data.train) / distributed.size(comm) / options.batch  # updates per epoch
+    tricks_lib.tune_optimizer(
+        optimizer, tricks, options.lr, options.epoch, steps, recipe.weight_decay
+    )  # issue 27
+    optimizer = distributed.wrap_optimizer(optimizer, comm)
     if options.load_model:
         load_weights(model, options.load_model)
     if options.init_from:
@@ -201,6 +205,7 @@ def build_trainer(
             logger.info('%s', line)
     if options.load_optimizer:
         _load_optimizer(optimizer, options.load_optimizer)
+    converter = tricks_lib.mixed16(model, optimizer, converter, options.mixed16)  # issue 27
 
     held = hold_out(data.train, options.val_size, options.val_seed)
     train_iter, test_iter = make_iterators(data, options, comm, not on_gpu, held)
@@ -210,7 +215,9 @@ def build_trainer(
         optimizer,
         divide=options.train_batch_divide,
         device=device,
-        converter=converter,
+        converter=tricks_lib.train_converter(
+            converter, tricks, data.n_classes, options.seed
+        ),  # issue 27
     )
     stop = (
         make_early_stopping(options.early_stopping, options.patience, options.epoch)
@@ -224,7 +231,7 @@ def build_trainer(
     def evaluator_of(iterator, prefix: str) -> ClassificationEvaluator:
         return ClassificationEvaluator(
             iterator,
-            model,
+            tricks_lib.evaluated(model, tricks),  # issue 27: --tta
             data.label_names,
             divide=options.test_batch_divide,
             device=device,
@@ -249,6 +256,7 @@ def build_trainer(
     if val_iter is not None:
         trainer.extend(evaluator_of(val_iter, 'val'), name='val')
     trainer.extend(evaluator)
+    tricks_lib.extend(trainer, model, tricks, evaluator)  # issue 27: --ema-decay
     trainer.extend(log)
     if root:
         trainer.extend(SaveEpoch(folder, options.keep))
@@ -424,6 +432,7 @@ def run_settings(
         'seed': options.seed,
         'processes': distributed.size(comm),
         'val_size': len(held),
+        'tricks': tricks_lib.settings(options.tricks),  # issue 27
     }
     if len(held):
         settings['val_split'] = held.record()

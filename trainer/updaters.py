@@ -6,6 +6,8 @@ import chainer
 from chainer import reporter
 from chainer.training import updaters
 
+from trainer.precision import loss_scale
+
 
 class AccumulatingUpdater(updaters.StandardUpdater):
     """Splits each batch into ``divide`` sub-batches and accumulates their gradients.
@@ -54,7 +56,8 @@ class AccumulatingUpdater(updaters.StandardUpdater):
                     loss = loss_func(**in_arrays)
                 else:
                     loss = loss_func(in_arrays)
-            (loss / self.divide).backward(loss_scale=self.loss_scale)
+            scale = self.loss_scale or loss_scale(optimizer)  # issue 27: --mixed16's dynamic
+            (loss / self.divide).backward(loss_scale=scale)
             for key, value in observation.items():
                 value = value.array if isinstance(value, chainer.Variable) else value
                 totals[key] = totals.get(key, 0) + value
