@@ -1,5 +1,6 @@
 """The reference command line and its validation."""
 
+import os
 import re
 from typing import Literal
 
@@ -19,7 +20,10 @@ def test_reference_defaults():
         1,
     )
     assert (args.train_batch_divide, args.test_batch_divide, args.lr) == (1, 1, 0.1)
-    assert (args.dataset, args.preset, args.img_dir) == ('cifar10', '122', 'img')
+    assert (args.dataset, args.preset, args.plot_dir) == ('cifar10', '122', './img')
+    # issue 24, 13: the plots go inside the run folder (the reference's -p ./ keeps ./img)
+    assert parse_args(['-p', 'runs/a']).plot_dir == os.path.join('runs/a', 'img')
+    assert parse_args(['-p', 'runs/a', '--img-dir', 'pics']).plot_dir == 'pics'
     assert args.load_model is None and args.load_optimizer is None and args.load_log is None
 
 

@@ -90,7 +90,12 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         help='cifar-10-python.tar.gz / cifar-100-python.tar.gz or the extracted '
         "folder; default: download once into Chainer's dataset cache",
     )
-    add('--dataset', choices=sorted(DATASETS), default='cifar10')
+    add(
+        '--dataset',
+        choices=sorted(DATASETS),
+        default='cifar10',
+        help='which CIFAR: its classes, its archive layout and its download',
+    )
     add(
         '--preset',
         choices=PRESETS,
@@ -116,7 +121,10 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         type=validators.argtype(validators.seed),
         help='seed of the initialization, shuffling and augmentation (0..2**32-1)',
     )
-    add('--img-dir', default='img', help='folder of loss.jpg and accuracy.jpg')
+    add(
+        '--img-dir',
+        help='folder of loss.jpg, accuracy.jpg and confusion.jpg (default: SAVE_PATH/img)',
+    )
     add(
         '--workers',
         type=_non_negative,

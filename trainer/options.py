@@ -54,7 +54,7 @@ class TrainOptions:
     dataset: str = 'cifar10'
     preset: str = '122'
     seed: int | None = None
-    img_dir: str = 'img'
+    img_dir: str | None = None
     workers: int = field(default_factory=default_workers)
     keep: int = 3
     communicator: str | None = None
@@ -144,6 +144,11 @@ class TrainOptions:
                 mode_of(self.early_stopping)
             except StoppingError as error:
                 raise OptionError(f'argument {error}') from None
+
+    @property
+    def plot_dir(self) -> str:
+        """Where the plots go: ``--img-dir``, else ``img`` inside the run folder."""
+        return self.img_dir if self.img_dir is not None else os.path.join(self.save_path, 'img')
 
     @property
     def test_batch(self) -> int:

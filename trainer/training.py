@@ -133,7 +133,7 @@ def build_trainer(
     summed over them, files written and reports printed by rank 0 only.
     """
     options = TrainOptions.make(options)  # as it is when already made
-    folder = folder or RunFolder(options.save_path, options.img_dir, plots.draw)
+    folder = folder or RunFolder(options.save_path, options.plot_dir, plots.draw)
     if distributed.is_root(comm):
         folder.path.mkdir(parents=True, exist_ok=True)
     device = get_device(distributed.device_id(options.gpu, comm))
@@ -239,7 +239,7 @@ def train(
         data = cifar if cifar is not None else load_cifar(options.dataset, options.data)
         _check_batch(options, data, comm)
         root = distributed.is_root(comm)
-        folder = RunFolder(options.save_path, options.img_dir if root else None, plots.draw)
+        folder = RunFolder(options.save_path, options.plot_dir if root else None, plots.draw)
         with folder.open() if root else contextlib.nullcontext():
             done, arrays, log = _open_run(folder, arch, options, data, comm, command)
             if done == options.epoch:
