@@ -241,7 +241,7 @@ def train(
         root = distributed.is_root(comm)
         folder = RunFolder(options.save_path, options.plot_dir if root else None, plots.draw)
         with folder.open() if root else contextlib.nullcontext():
-            done, arrays, log = _open_run(folder, arch, options, data, comm, command)
+            done, arrays, log = _open_run(folder, arch, options, data, comm, command, model)
             if done == options.epoch:
                 logger.info(
                     'nothing to do: %s already holds the %d epochs of -e %d',
@@ -273,13 +273,14 @@ def train(
 
 
 def _open_run(
-    folder: RunFolder, arch: str, options: TrainOptions, data: Cifar, comm, command=None
+    folder: RunFolder, arch: str, options: TrainOptions, data: Cifar, comm, command=None, model=None
 ) -> tuple[int, dict | None, list | None]:
     """Check the run folder against these settings; return (finished epochs, the newest
     snapshot's arrays, its log). Rank 0 decides and writes; the other ranks follow.
 
-    The views (model.npz, log.json, plots) are written again from the newest snapshot, and
-    this session is added to run.json.
+    Nothing is written before the newest snapshot that loads is found and its weights fit
+    ``model``; then this session is added to run.json and the views (model.npz, log.json,
+    plots) are written again from that snapshot.
     """
     root = distributed.is_root(comm)
     settings = run_settings(arch, options, data, comm)
@@ -287,7 +288,7 @@ def _open_run(
     if root:
         record = folder.read_record()
         folder.check_settings(record, settings)
-        newest = folder.newest_snapshot()
+        newest = folder.newest_snapshot(model, data.n_classes)
     done = distributed.broadcast(newest[0] if newest else 0, comm)
     if done and options.start_epoch > 1:
         raise OptionError(
@@ -301,9 +302,9 @@ def _open_run(
         )
     log = None
     if root:
+        folder.write_record(_record(record, settings, options, comm, command))
         if newest:
             log = folder.publish(newest[1])
-        folder.write_record(_record(record, settings, options, comm, command))
         chainerui_files(folder.path)  # ChainerUI's `log` (-> log.json) and `args`
     if not done:
         return 0, None, []
@@ -341,6 +342,8 @@ def run_settings(
         'arch': arch,
         'model_options': {k: v for k, v in options.model_options.items() if v is not None},
         'n_classes': data.n_classes,
+        'label_names': list(data.label_names),
+        'normalization': {'per_image': True, 'eps': RECIPE.norm_eps},
         'dataset': options.dataset,
         'train_images': len(data.train),
         'test_images': len(data.test),
