@@ -7,6 +7,8 @@ import chainer.functions as F
 import numpy as np
 from chainer.training import extensions
 
+from trainer import signals
+
 
 class ClassificationEvaluator(extensions.Evaluator):
     """Chainer's Evaluator, counting instead of averaging per-batch means.
@@ -65,6 +67,7 @@ class ClassificationEvaluator(extensions.Evaluator):
         n = len(self.label_names)
         xp = chainer.backend.get_array_module(x)
         for start in range(0, len(x), size):
+            signals.safe_point()  # Ctrl-C, SIGTERM: between batches, never inside a kernel
             xs, ts = x[start : start + size], t[start : start + size]
             y = predictor(xs)
             loss = F.softmax_cross_entropy(y, ts, reduce='no').array.sum(dtype=xp.float64)
