@@ -6,6 +6,7 @@ Each numbered case of issue 13 has a test here or in test_faults.py (signals, ki
 import json
 import lzma
 import os
+import random
 import re
 import shutil
 import zlib
@@ -407,6 +408,79 @@ def test_9_the_augmentation_follows_the_seed(tmp_path):
         draws.append(np.stack([train((image, 0))[0] for _ in range(8)]))
     np.testing.assert_array_equal(draws[0], draws[1])
     assert not np.array_equal(draws[0], draws[2])
+
+
+def trained(out: Path) -> tuple[list[dict], dict]:
+    """(the log without its timings, model.npz's weights) of a run folder."""
+    timings = ('elapsed_time', 'train/images_per_sec', 'validation/images_per_sec')
+    log = [
+        {k: v for k, v in entry.items() if k not in timings}
+        for entry in json.loads((out / 'log.json').read_text())
+    ]
+    with np.load(out / 'model.npz') as weights:
+        return log, {k: weights[k] for k in weights.files if k != run_folder.RECORD_KEY}
+
+
+def assert_bit_identical(a: Path, b: Path) -> None:
+    (log_a, weights_a), (log_b, weights_b) = trained(a), trained(b)
+    assert log_a == log_b
+    assert weights_a.keys() == weights_b.keys()
+    for key, value in weights_a.items():
+        assert value.tobytes() == weights_b[key].tobytes(), key
+
+
+def test_issue24_5_a_resumed_seeded_run_continues_bit_for_bit(tmp_path, data, monkeypatch):
+    """Dropout (NumPy's generator), Python's generator, the shuffled order and position and
+    the augmentation: epoch 3 after a resume is epoch 3 of an uninterrupted run."""
+    whole, resumed = tmp_path / 'whole', tmp_path / 'resumed'
+    assert main.main(argv(whole, data, '-e', '3', '--seed', '5')) == 0
+    commit = RunFolder.commit
+
+    def interrupted_after_2(self, arrays, epoch, keep):
+        commit(self, arrays, epoch, keep)
+        if epoch == 2:
+            raise KeyboardInterrupt  # Ctrl-C once epoch 2 is written
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunFolder, 'commit', interrupted_after_2)
+        assert main.main(argv(resumed, data, '-e', '3', '--seed', '5')) == 130
+    assert epochs(resumed) == [1, 2]
+    np.random.seed(123)  # whatever the new process's generators hold, the snapshot's win
+    random.seed(123)
+    assert main.main(argv(resumed, data, '-e', '3', '--seed', '5')) == 0
+    assert_bit_identical(whole, resumed)
+
+
+def test_issue24_5_the_number_of_workers_does_not_change_a_seeded_run(tmp_path, data):
+    runs = []
+    for workers in ('0', '2'):
+        out = tmp_path / f'workers{workers}'
+        extra = ['-e', '2', '--seed', '9', '--workers', workers]
+        assert main.main([*argv(out, data), *extra]) == 0
+        runs.append(out)
+    assert_bit_identical(*runs)
+
+
+def test_issue24_5_each_image_is_augmented_from_seed_epoch_and_index():
+    from trainer.transforms import EpochOrder, SeededTransformDataset, make_transforms
+
+    images = np.arange(4 * 3 * 32 * 32, dtype=np.uint8).reshape(4, 3, 32, 32)
+    dataset = list(zip(images, range(4), strict=True))
+    train, _ = make_transforms('32', 0)
+    seeded = SeededTransformDataset(dataset, train, seed=3)
+    order = EpochOrder(4, seed=3)
+    first = order(np.arange(4), 0)
+    second = order(first, 0)
+    assert sorted(first // 4) == [1] * 4 and sorted(second // 4) == [2] * 4
+    assert sorted(first % 4) == sorted(second % 4) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(order(np.arange(4), 0), first)  # stateless
+    # the same image and epoch: the same draws, in any order, in any process
+    a = [seeded[i][0] for i in first]
+    b = [seeded[i][0] for i in reversed(first)][::-1]
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b, strict=True))
+    again = SeededTransformDataset(dataset, train, seed=3)
+    assert seeded[second[0]][0].tobytes() == again[second[0]][0].tobytes()
+    assert seeded[first[0]][0].tobytes() != seeded[first[0] + 4][0].tobytes()  # epoch 2
 
 
 @pytest.mark.parametrize('seed', ['4294967296', '-1'])

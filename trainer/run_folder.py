@@ -31,6 +31,7 @@ import logging
 import lzma
 import math
 import os
+import random
 import re
 import shutil
 import signal
@@ -902,14 +903,56 @@ class SaveEpoch(extension.Extension):
     def __call__(self, trainer: chainer.training.Trainer) -> None:
         arrays = npz.serialize(trainer)
         arrays = {key: np.asarray(chainer.backend.CpuDevice().send(v)) for key, v in arrays.items()}
+        arrays.update(random_state())
         self.folder.commit(arrays, trainer.updater.epoch, self.keep)
+
+
+RANDOM_PREFIX = 'random/'
+"""Where a snapshot keeps the generators' states (``random_state``)."""
+
+
+def random_state() -> dict[str, np.ndarray]:
+    """The global generators' states as arrays: NumPy's (dropout draws from it on the CPU)
+    and Python's. With the iterator's order and position (Chainer's serialization) and the
+    augmentation seeded per image, they are what a resumed seeded run needs to continue
+    exactly as an uninterrupted one."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        f'{RANDOM_PREFIX}numpy/keys': np.asarray(keys, np.uint32),
+        f'{RANDOM_PREFIX}numpy/state': np.asarray([position, has_gauss], np.int64),
+        f'{RANDOM_PREFIX}numpy/gauss': np.asarray(gauss, np.float64),
+        f'{RANDOM_PREFIX}python/internal': np.asarray(internal, np.uint64),
+        f'{RANDOM_PREFIX}python/state': np.asarray([version], np.int64),
+        f'{RANDOM_PREFIX}python/gauss': np.asarray(np.nan if gauss_next is None else gauss_next),
+    }
+
+
+def set_random_state(arrays: dict) -> None:
+    """Restore what ``random_state`` saved; a snapshot without it (older) changes nothing."""
+    if f'{RANDOM_PREFIX}numpy/keys' not in arrays:
+        return
+    get = lambda name: arrays[RANDOM_PREFIX + name]  # noqa: E731
+    position, has_gauss = (int(v) for v in get('numpy/state'))
+    np.random.set_state(
+        ('MT19937', get('numpy/keys'), position, has_gauss, float(get('numpy/gauss')))
+    )
+    gauss_next = float(get('python/gauss'))
+    random.setstate(
+        (
+            int(get('python/state')[0]),
+            tuple(int(v) for v in get('python/internal')),
+            None if np.isnan(gauss_next) else gauss_next,
+        )
+    )
 
 
 def load_snapshot(trainer: chainer.training.Trainer, arrays: dict, path: Path) -> None:
     """Load a snapshot's arrays into ``trainer``; its model part must fit exactly.
 
     The model, optimizer and iterator states must all be there; triggers of extensions
-    the snapshot's run did not have keep their fresh state.
+    the snapshot's run did not have keep their fresh state. The generators' states are
+    restored too (``set_random_state``), so a seeded run continues exactly.
     """
     state = npz.serialize(trainer.updater)  # (the trainer serializes only once started)
     missing = sorted(f'updater/{key}' for key in state if f'updater/{key}' not in arrays)
@@ -921,3 +964,4 @@ def load_snapshot(trainer: chainer.training.Trainer, arrays: dict, path: Path) -
     model = trainer.updater.get_optimizer('main').target.predictor
     check_weights(path, 'snapshot', _strip(arrays, MODEL_PREFIX), model, None)
     npz.NpzDeserializer(arrays, strict=False).load(trainer)
+    set_random_state(arrays)

@@ -48,7 +48,12 @@ from trainer.run_folder import (
 from trainer.schedules import StepSchedule, resolve_milestones
 from trainer.stopping import EarlyStopping, make_early_stopping
 from trainer.tensorboard import TensorBoardReport
-from trainer.transforms import DeviceNormalize, make_transforms
+from trainer.transforms import (
+    DeviceNormalize,
+    EpochOrder,
+    SeededTransformDataset,
+    make_transforms,
+)
 from trainer.updaters import AccumulatingUpdater
 
 logger = logging.getLogger(__name__)
@@ -96,16 +101,22 @@ def make_iterators(
     seed = distributed.rank_seed(options.seed, comm)
     train_transform, test_transform = make_transforms(options.preset, seed, normalize)
     train = TupleDataset(data.train.images, data.train.labels)
-    train = TransformDataset(distributed.shard_train(train, comm, options.seed), train_transform)
+    # each image augmented from (seed, epoch, index): any --workers gives the same run
+    train = SeededTransformDataset(
+        distributed.shard_train(train, comm, options.seed), train_transform, seed
+    )
+    order = EpochOrder(len(train), seed)
     test = TupleDataset(data.test.images, data.test.labels)
     test = TransformDataset(distributed.shard_test(test, comm), test_transform)
     if options.workers == 0:
         return (
-            iterators.SerialIterator(train, options.batch),
+            iterators.SerialIterator(train, options.batch, order_sampler=order),
             iterators.SerialIterator(test, options.test_batch, repeat=False, shuffle=False),
         )
     return (
-        GuardedMultiprocessIterator(train, options.batch, n_processes=options.workers),
+        GuardedMultiprocessIterator(
+            train, options.batch, n_processes=options.workers, order_sampler=order
+        ),
         GuardedMultiprocessIterator(
             test,
             options.test_batch,
