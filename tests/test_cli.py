@@ -127,3 +127,13 @@ def test_a_bad_value_the_factory_refuses_is_one_line(tmp_path, capsys):
         "error: --arch squeezenet --init bogus: unknown initializer 'bogus': choose one of "
         'orthonormal, he\n'
     )
+
+
+def test_issue24_10_a_vanishing_lr_is_a_warning(capsys):
+    assert parse_args(['-lr', '1e-30']).lr == 1e-30
+    assert capsys.readouterr().err == (
+        'warning: -lr 1e-30 is so small that lr x gradient falls below the float32 '
+        'resolution of the weights: training will change nothing\n'
+    )
+    parse_args(['-lr', '0.001'])
+    assert capsys.readouterr().err == ''

@@ -198,9 +198,21 @@ def parse_args(
     if args.progress is None:
         args.progress = sys.stdout.isatty()
     try:
-        return TrainOptions.make(args, model_options=model_options)
+        options = TrainOptions.make(args, model_options=model_options)
     except OptionError as error:
         parser.error(str(error))
+    if options.lr < TINY_LR:
+        print(
+            f'warning: -lr {options.lr:g} is so small that lr x gradient falls below the '
+            'float32 resolution of the weights: training will change nothing',
+            file=sys.stderr,
+        )
+    return options
+
+
+TINY_LR = 1e-8
+"""Below this lr, updates (lr x a gradient of order 1) are under float32's resolution of
+weights of order 0.01 (about 1e-9): a run would train with no effect."""
 
 
 MODEL_DEST = 'model_option.'
