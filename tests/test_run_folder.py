@@ -461,6 +461,20 @@ def test_issue24_5_the_number_of_workers_does_not_change_a_seeded_run(tmp_path, 
     assert_bit_identical(*runs)
 
 
+def test_issue24_13_the_plots_go_inside_the_run_folder_by_default(tmp_path, data, monkeypatch):
+    out = tmp_path / 'run'
+    cwd = tmp_path / 'cwd'
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    args = argv(out, data, '-e', '1')
+    at = args.index('--img-dir')
+    del args[at : at + 2]
+    assert main.main(args) == 0
+    plots = ['accuracy.jpg', 'confusion.jpg', 'loss.jpg']
+    assert sorted(p.name for p in (out / 'img').iterdir()) == plots
+    assert list(cwd.iterdir()) == []  # not ./img
+
+
 def test_issue24_5_each_image_is_augmented_from_seed_epoch_and_index():
     from trainer.transforms import EpochOrder, SeededTransformDataset, make_transforms
 
