@@ -123,6 +123,7 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
     )
     add(
         '--img-dir',
+        default=argparse.SUPPRESS,  # not given: SAVE_PATH/img (TrainOptions.plot_dir)
         help='folder of loss.jpg, accuracy.jpg and confusion.jpg (default: SAVE_PATH/img)',
     )
     add(
