@@ -137,3 +137,17 @@ def test_issue24_10_a_vanishing_lr_is_a_warning(capsys):
     )
     parse_args(['-lr', '0.001'])
     assert capsys.readouterr().err == ''
+
+
+def test_issue24_16_help_says_each_default_once_and_keeps_the_description(capsys):
+    from trainer.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser('Train: python main.py -e 3\n\nPredict: python main.py predict').parse_args(
+            ['--help']
+        )
+    text = ' '.join(capsys.readouterr().out.split('\n'))
+    assert 'Train: python main.py -e 3  Predict:' in text  # two lines, not one paragraph
+    assert '(default: None)' not in text
+    assert ' '.join(text.split()).count('(default: SAVE_PATH/img)') == 1
+    assert 'which CIFAR' in text and '(default: cifar10)' in ' '.join(text.split())

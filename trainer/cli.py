@@ -25,11 +25,19 @@ _non_negative = validators.argtype(validators.non_negative)
 _integer = validators.argtype(validators.integer)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written (its example lines kept apart), and each flag's default
+    where it says something: not None, and not when the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or 'default:' in (action.help or ''):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.ArgumentParser:
     """The parser of the reference flags plus the data, device, model and output options."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     add = parser.add_argument
     add('-p', '--save_path', default='./', help='run folder: run.json, log.json, snapshots')
     add('-e', '--epoch', type=_positive, default=RECIPE.epochs, help='epochs to train')
@@ -123,7 +131,6 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
     )
     add(
         '--img-dir',
-        default=argparse.SUPPRESS,  # not given: SAVE_PATH/img (TrainOptions.plot_dir)
         help='folder of loss.jpg, accuracy.jpg and confusion.jpg (default: SAVE_PATH/img)',
     )
     add(
