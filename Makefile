@@ -70,11 +70,11 @@ install-mpi: install
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-mpi.txt
 
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS) tests
 
 # The same without the tests marked slow (the 20-kill loop...): a couple of minutes.
 test-quick: install
-	$(PY) -m pytest -q -m 'not slow' $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q -rs -m 'not slow' $(PYTEST_ARGS) tests
 
 lint: install
 	$(PY) -m ruff check .
@@ -99,8 +99,10 @@ $(TORCH_VENV)/.installed:
 	$(TORCH_VENV)/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	touch $@
 
+# The reference run; TRAIN_ARGS adds flags: make train TRAIN_ARGS='--data /tmp/cifar10 -p runs/ref'
+TRAIN_ARGS ?=
 train: install
-	$(PY) main.py -e 300 -b 64 -g 0 -lr 0.1
+	$(PY) main.py -e 300 -b 64 -g 0 -lr 0.1 $(TRAIN_ARGS)
 
 clean:
 	rm -rf .venv .venv-modern $(TORCH_VENV) .pytest_cache .ruff_cache

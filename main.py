@@ -11,9 +11,7 @@ Any registered architecture or import path trains, predicts and serves the same 
 (``--arch package.module:Factory``); see trainer.registry.
 """
 
-import contextlib
 import logging
-import signal
 import sys
 
 import numpy as np
@@ -21,14 +19,13 @@ import numpy as np
 import inference
 import serving
 import trainer
-from trainer import registry, summary
+from trainer import registry, signals, summary
 
 INTERRUPTED = 130  # the shell's status for Ctrl-C (128 + SIGINT)
 TERMINATED = 143  # 128 + SIGTERM
 
 
-class Terminated(Exception):
-    """SIGTERM arrived: stop like Ctrl-C (the run folder stays resumable)."""
+Terminated = signals.Terminated  # SIGTERM arrived: stop like Ctrl-C (resumable)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         return commands[argv[0]](argv[1:])
     options = trainer.parse_args(argv, trainer.build_parser(__doc__))
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    with _stop_on_sigterm(), np.errstate(all='ignore'):  # a NaN loss is one line, not warnings
+    # Ctrl-C and SIGTERM stop between steps or batches, never inside a compiled kernel
+    with signals.stop_at_safe_points(), np.errstate(all='ignore'):  # NaN: one line, no warnings
         try:
             trainer.set_seed(options.seed)  # before building the model: seeds its weights
             data = trainer.load_dataset(options.dataset, options.data, options.skip_bad_images)
             arch = options.arch or registry.DEFAULT_ARCH
             model = registry.build(arch, data.n_classes, **options.model_options)
             trainer.train(model, options, data, command=['main.py', *argv])
+            signals.safe_point()  # a signal noted after the last step
         except trainer.UserError as error:
             return _fail(error)
         except KeyboardInterrupt:
@@ -128,24 +127,6 @@ def summarize(argv: list[str]) -> int:
 def _fail(error: object, status: int = 1) -> int:
     print(f'error: {error}', file=sys.stderr)
     return status
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm():
-    """Turn SIGTERM into the Terminated exception while training (main thread only)."""
-
-    def stop(signum, frame):
-        raise Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """The reference command line and its validation."""
 
+import os
 import re
 from typing import Literal
 
@@ -19,7 +20,10 @@ def test_reference_defaults():
         1,
     )
     assert (args.train_batch_divide, args.test_batch_divide, args.lr) == (1, 1, 0.1)
-    assert (args.dataset, args.preset, args.img_dir) == ('cifar10', '122', 'img')
+    assert (args.dataset, args.preset, args.plot_dir) == ('cifar10', '122', './img')
+    # issue 24, 13: the plots go inside the run folder (the reference's -p ./ keeps ./img)
+    assert parse_args(['-p', 'runs/a']).plot_dir == os.path.join('runs/a', 'img')
+    assert parse_args(['-p', 'runs/a', '--img-dir', 'pics']).plot_dir == 'pics'
     assert args.load_model is None and args.load_optimizer is None and args.load_log is None
 
 
@@ -168,3 +172,27 @@ def test_bad_split_and_fine_tuning_flags_are_one_line(argv, message, capsys):
         parse_args(argv.split())
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_issue24_10_a_vanishing_lr_is_a_warning(capsys):
+    assert parse_args(['-lr', '1e-30']).lr == 1e-30
+    assert capsys.readouterr().err == (
+        'warning: -lr 1e-30 is so small that lr x gradient falls below the float32 '
+        'resolution of the weights: training will change nothing\n'
+    )
+    parse_args(['-lr', '0.001'])
+    assert capsys.readouterr().err == ''
+
+
+def test_issue24_16_help_says_each_default_once_and_keeps_the_description(capsys):
+    from trainer.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser('Train: python main.py -e 3\n\nPredict: python main.py predict').parse_args(
+            ['--help']
+        )
+    text = ' '.join(capsys.readouterr().out.split('\n'))
+    assert 'Train: python main.py -e 3  Predict:' in text  # two lines, not one paragraph
+    assert '(default: None)' not in text
+    assert ' '.join(text.split()).count('(default: SAVE_PATH/img)') == 1
+    assert 'which CIFAR' in text and '(default: cifar10)' in ' '.join(text.split())

@@ -1,7 +1,9 @@
 """Loading CIFAR in the official format, and the errors for unusable data."""
 
 import dataclasses
+import os
 import pickle
+import re
 import tarfile
 import urllib.error
 
@@ -111,6 +113,66 @@ def test_wrong_shapes_and_labels(tmp_path):
     (folder / 'test_batch').write_bytes(b'not a pickle')
     with pytest.raises(DataError, match='test_batch is not a CIFAR batch'):
         load_cifar('cifar10', folder)
+
+
+class _Runs:
+    """A pickled object whose unpickling runs a command (issue 24, 9)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
+@pytest.mark.parametrize(
+    'change, message',
+    [
+        (
+            lambda b: b.update({b'labels': ['cat'] * len(b[b'labels'])}),
+            "labels of type <U3 (the first: 'cat')",
+        ),
+        (
+            lambda b: b.update({b'labels': [float('nan')] * 40}),
+            'labels of type float64 (the first: nan), not integers 0..9',
+        ),
+        (lambda b: b.update({b'labels': [1.5] * 40}), 'labels of type float64 (the first: 1.5)'),
+        (lambda b: b.update({b'labels': [[1], [2, 3]] * 20}), 'data or labels are not arrays'),
+        (
+            lambda b: b.update({b'data': np.zeros((0, 3072), np.uint8), b'labels': []}),
+            'no images in test_batch',
+        ),
+    ],
+)
+def test_issue24_9_crafted_labels_and_sizes_are_one_line(tmp_path, change, message):
+    folder = write_cifar10(tmp_path, archive=False) / 'cifar-10-batches-py'
+    batch = pickle.loads((folder / 'test_batch').read_bytes())
+    change(batch)
+    (folder / 'test_batch').write_bytes(pickle.dumps(batch))
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_cifar('cifar10', folder)
+
+
+@pytest.mark.parametrize('protocol', [2, 4, 5])
+def test_issue24_9_a_pickle_that_would_run_code_is_refused_unrun(tmp_path, protocol):
+    marker = tmp_path / 'ran'
+    folder = write_cifar10(tmp_path / 'data', archive=False) / 'cifar-10-batches-py'
+    batch = pickle.loads((folder / 'test_batch').read_bytes())
+    batch[b'batch_label'] = _Runs(marker)
+    (folder / 'test_batch').write_bytes(pickle.dumps(batch, protocol=protocol))
+    with pytest.raises(DataError, match=r'test_batch is not a CIFAR batch \(it names \w+\.system'):
+        load_cifar('cifar10', folder)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('protocol', [2, 3, 4, 5])
+def test_issue24_9_the_official_format_still_loads_in_every_protocol(tmp_path, protocol):
+    folder = write_cifar10(tmp_path, archive=False) / 'cifar-10-batches-py'
+    batch = pickle.loads((folder / 'test_batch').read_bytes())
+    batch[b'labels'] = np.asarray(batch[b'labels'], np.int64)  # as arrays, too
+    batch[b'filenames'] = [b'a.png', 'b.png']
+    (folder / 'test_batch').write_bytes(pickle.dumps(batch, protocol=protocol))
+    assert len(load_cifar('cifar10', folder).test) == 40
 
 
 def test_unknown_dataset():

@@ -38,11 +38,18 @@ def test_registered_callable():
         ('no_such_module_xyz:Net', 'cannot import no_such_module_xyz'),
         ('squeeze_net:NoSuchNet', 'squeeze_net has no NoSuchNet'),
         ('squeeze_net:FIRES', 'is not callable'),
+        ('builtins:print', 'is a built-in function, not a model factory'),  # issue 24, 10
     ],
 )
 def test_unknown_architectures_are_one_line(arch, message):
     with pytest.raises(ArchitectureError, match=message):
         registry.build(arch, 10)
+
+
+def test_a_factory_that_returns_no_model_is_one_line():
+    registry.register('returns-none', lambda n_classes: None)
+    with pytest.raises(ArchitectureError, match='returned a NoneType, not a model'):
+        registry.build('returns-none', 10)
 
 
 def test_options_the_factory_does_not_take_are_refused_unless_none():

@@ -4,8 +4,12 @@ Each numbered case of issue 13 has a test here or in test_faults.py (signals, ki
 """
 
 import json
+import lzma
 import os
+import random
+import re
 import shutil
+import zlib
 from pathlib import Path
 
 import chainer
@@ -101,8 +105,9 @@ def test_the_views_are_the_newest_snapshot(run):
         ('optimizer.npz', 'updater/optimizer:main/'),
     ):
         view = np.load(run / name)
-        assert set(view.files) == {k[len(prefix) :] for k in snapshot if k.startswith(prefix)}
-        for key in view.files:
+        files = set(view.files) - {run_folder.RECORD_KEY}  # model.npz's own record (issue 24)
+        assert files == {k[len(prefix) :] for k in snapshot if k.startswith(prefix)}
+        for key in files:
             np.testing.assert_array_equal(view[key], snapshot[prefix + key])
     assert json.loads((run / 'log.json').read_text()) == json.loads(
         str(snapshot[run_folder.LOG_KEY])
@@ -158,7 +163,7 @@ def test_2_a_diverging_resume_leaves_model_npz_at_the_last_good_epoch(
     assert main.main(argv(run, data, '-e', '6')) == 1
     assert 'NaN or infinite' in fail(capsys)
     model = np.load(run / 'model.npz')
-    for key in model.files:
+    for key in set(model.files) - {run_folder.RECORD_KEY}:
         np.testing.assert_array_equal(model[key], snapshot[run_folder.MODEL_PREFIX + key])
     assert epochs(run) == [1, 2, 3, 4]
 
@@ -212,19 +217,82 @@ def test_3_resume_takes_the_newest_snapshot_by_number_not_time(run, data):
     assert after[:4] == before  # epochs 3 and 4 were not retrained
 
 
-@pytest.mark.parametrize('damage', ['truncated', 'garbled', 'empty', 'foreign'])
+def central_directory(content: bytes, offset: int, change) -> bytes:
+    """``content`` with two bytes of its first central-directory entry changed (issue 24, 3)."""
+    at = content.index(b'PK\x01\x02') + offset
+    value = int.from_bytes(content[at : at + 2], 'little')
+    return content[:at] + change(value).to_bytes(2, 'little') + content[at + 2 :]
+
+
+def declaring(content: bytes, key: str, shape: tuple) -> bytes:
+    """``content`` (an npz) plus a member whose header declares ``shape`` float32, with 1 KB
+    of data: a small file that would ask for a huge array (issue 24, 7)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO(content)
+    with zipfile.ZipFile(buffer, 'a') as archive:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {'descr': '<f4', 'fortran_order': False, 'shape': shape}
+        )
+        archive.writestr(f'{key}.npy', header.getvalue() + bytes(1024))
+    return buffer.getvalue()
+
+
+def other_class_count(path: Path, epoch: int) -> bytes:
+    """The snapshot at ``path`` as a 100-class model's of epoch ``epoch`` (issue 24, 2)."""
+    import io
+
+    arrays = dict(np.load(path))
+    for key, value in arrays.items():
+        if key.startswith(run_folder.MODEL_PREFIX) and value.ndim and value.shape[0] == 10:
+            arrays[key] = np.zeros((100, *value.shape[1:]), value.dtype)
+    arrays[run_folder.EPOCH_KEY] = np.asarray(epoch)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    'damage',
+    [
+        'truncated',
+        'garbled',
+        'empty',
+        'foreign',
+        'compression method',
+        'encrypted',
+        'huge array',
+        'other class count',
+    ],
+)
 def test_4_a_damaged_newest_snapshot_is_set_aside_and_the_one_before_used(
-    run, data, damage, caplog
+    run, data, damage, caplog, monkeypatch
 ):
     newest = run / 'snapshot_epoch_4'
     content = newest.read_bytes()
     newest.write_bytes(
         {
-            'truncated': content[: len(content) // 2],
-            'garbled': content[:1000] + bytes(255 - b for b in content[1000:3000]) + content[3000:],
-            'empty': b'',
-            'foreign': (run / 'model.npz').read_bytes(),
-        }[damage]
+            'truncated': lambda: content[: len(content) // 2],
+            'garbled': lambda: (
+                content[:1000] + bytes(255 - b for b in content[1000:3000]) + content[3000:]
+            ),
+            'empty': lambda: b'',
+            'foreign': lambda: (run / 'model.npz').read_bytes(),
+            # issue 24, 3: damage to the zip directory (NotImplementedError, RuntimeError)
+            'compression method': lambda: central_directory(content, 10, lambda v: 99),
+            'encrypted': lambda: central_directory(content, 8, lambda v: v | 1),
+            # issue 24, 7: refused from the headers, before any array is read
+            'huge array': lambda: declaring(content, 'extensions/Huge/big', (2**31,)),
+            # issue 24, 2: refused before anything is written, set aside like a damaged one
+            'other class count': lambda: other_class_count(newest, 4),
+        }[damage]()
+    )
+    published = []
+    publish = RunFolder.publish
+    monkeypatch.setattr(
+        RunFolder, 'publish', lambda self, arrays: published.append(arrays) or publish(self, arrays)
     )
     assert main.main(argv(run, data, '-e', '4')) == 0
     assert (run / 'snapshot_epoch_4.damaged').exists()
@@ -232,6 +300,15 @@ def test_4_a_damaged_newest_snapshot_is_set_aside_and_the_one_before_used(
     warnings = [r.getMessage() for r in caplog.records if 'snapshot_epoch_4' in r.getMessage()]
     assert len(warnings) == 1 and 'renamed it to snapshot_epoch_4.damaged' in warnings[0]
     np.load(run / 'snapshot_epoch_4')  # a new, good one
+    # the first files written are snapshot 3's views, never the damaged or foreign one's
+    assert int(published[0][run_folder.EPOCH_KEY]) == 3
+    why = {
+        'compression method': 'NotImplementedError: That compression method is not supported',
+        'encrypted': 'RuntimeError: File ',
+        'huge array': 'declares 8.0 GiB of arrays',
+        'other class count': 'weights of a 100-class model, expected 10 classes',
+    }
+    assert why.get(damage, '') in warnings[0]
 
 
 @pytest.mark.parametrize(
@@ -333,6 +410,93 @@ def test_9_the_augmentation_follows_the_seed(tmp_path):
     assert not np.array_equal(draws[0], draws[2])
 
 
+def trained(out: Path) -> tuple[list[dict], dict]:
+    """(the log without its timings, model.npz's weights) of a run folder."""
+    timings = ('elapsed_time', 'train/images_per_sec', 'validation/images_per_sec')
+    log = [
+        {k: v for k, v in entry.items() if k not in timings}
+        for entry in json.loads((out / 'log.json').read_text())
+    ]
+    with np.load(out / 'model.npz') as weights:
+        return log, {k: weights[k] for k in weights.files if k != run_folder.RECORD_KEY}
+
+
+def assert_bit_identical(a: Path, b: Path) -> None:
+    (log_a, weights_a), (log_b, weights_b) = trained(a), trained(b)
+    assert log_a == log_b
+    assert weights_a.keys() == weights_b.keys()
+    for key, value in weights_a.items():
+        assert value.tobytes() == weights_b[key].tobytes(), key
+
+
+def test_issue24_5_a_resumed_seeded_run_continues_bit_for_bit(tmp_path, data, monkeypatch):
+    """Dropout (NumPy's generator), Python's generator, the shuffled order and position and
+    the augmentation: epoch 3 after a resume is epoch 3 of an uninterrupted run."""
+    whole, resumed = tmp_path / 'whole', tmp_path / 'resumed'
+    assert main.main(argv(whole, data, '-e', '3', '--seed', '5')) == 0
+    commit = RunFolder.commit
+
+    def interrupted_after_2(self, arrays, epoch, keep):
+        commit(self, arrays, epoch, keep)
+        if epoch == 2:
+            raise KeyboardInterrupt  # Ctrl-C once epoch 2 is written
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunFolder, 'commit', interrupted_after_2)
+        assert main.main(argv(resumed, data, '-e', '3', '--seed', '5')) == 130
+    assert epochs(resumed) == [1, 2]
+    np.random.seed(123)  # whatever the new process's generators hold, the snapshot's win
+    random.seed(123)
+    assert main.main(argv(resumed, data, '-e', '3', '--seed', '5')) == 0
+    assert_bit_identical(whole, resumed)
+
+
+def test_issue24_5_the_number_of_workers_does_not_change_a_seeded_run(tmp_path, data):
+    runs = []
+    for workers in ('0', '2'):
+        out = tmp_path / f'workers{workers}'
+        extra = ['-e', '2', '--seed', '9', '--workers', workers]
+        assert main.main([*argv(out, data), *extra]) == 0
+        runs.append(out)
+    assert_bit_identical(*runs)
+
+
+def test_issue24_13_the_plots_go_inside_the_run_folder_by_default(tmp_path, data, monkeypatch):
+    out = tmp_path / 'run'
+    cwd = tmp_path / 'cwd'
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    args = argv(out, data, '-e', '1')
+    at = args.index('--img-dir')
+    del args[at : at + 2]
+    assert main.main(args) == 0
+    plots = ['accuracy.jpg', 'confusion.jpg', 'loss.jpg']
+    assert sorted(p.name for p in (out / 'img').iterdir()) == plots
+    assert list(cwd.iterdir()) == []  # not ./img
+
+
+def test_issue24_5_each_image_is_augmented_from_seed_epoch_and_index():
+    from trainer.transforms import EpochOrder, SeededTransformDataset, make_transforms
+
+    images = np.arange(4 * 3 * 32 * 32, dtype=np.uint8).reshape(4, 3, 32, 32)
+    dataset = list(zip(images, range(4), strict=True))
+    train, _ = make_transforms('32', 0)
+    seeded = SeededTransformDataset(dataset, train, seed=3)
+    order = EpochOrder(4, seed=3)
+    first = order(np.arange(4), 0)
+    second = order(first, 0)
+    assert sorted(first // 4) == [1] * 4 and sorted(second // 4) == [2] * 4
+    assert sorted(first % 4) == sorted(second % 4) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(order(np.arange(4), 0), first)  # stateless
+    # the same image and epoch: the same draws, in any order, in any process
+    a = [seeded[i][0] for i in first]
+    b = [seeded[i][0] for i in reversed(first)][::-1]
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b, strict=True))
+    again = SeededTransformDataset(dataset, train, seed=3)
+    assert seeded[second[0]][0].tobytes() == again[second[0]][0].tobytes()
+    assert seeded[first[0]][0].tobytes() != seeded[first[0] + 4][0].tobytes()  # epoch 2
+
+
 @pytest.mark.parametrize('seed', ['4294967296', '-1'])
 def test_11_an_out_of_range_seed_is_refused_by_the_parser(tmp_path, data, capsys, seed):
     with pytest.raises(SystemExit) as exit_:
@@ -423,8 +587,171 @@ def test_13_worker_seeds_are_never_negative(monkeypatch):
 # --- loading weights ---------------------------------------------------------------------
 
 
+@pytest.fixture
+def small_npz(tmp_path):
+    path = tmp_path / 'small.npz'
+    run_folder.save_arrays(path, {'a': np.arange(1000, dtype=np.float32), 'b': np.ones(3)})
+    return path
+
+
+@pytest.mark.parametrize(
+    'damage, message',
+    [
+        (lambda c: central_directory(c, 10, lambda v: 99), 'NotImplementedError: That compression'),
+        (
+            lambda c: central_directory(c, 10, lambda v: 14),
+            'damaged or foreign npz file (',
+        ),
+        (lambda c: central_directory(c, 8, lambda v: v | 1), 'RuntimeError: File '),
+        (lambda c: declaring(c, 'huge', (2**31,)), 'declares 8.0 GiB of arrays (huge: float32'),
+        (lambda c: c[:40] + bytes(255 - b for b in c[40:200]) + c[200:], 'damaged or foreign'),
+    ],
+)
+def test_issue24_3_every_way_an_npz_fails_to_read_is_one_line(small_npz, damage, message):
+    small_npz.write_bytes(damage(small_npz.read_bytes()))
+    with pytest.raises(ModelFileError, match=re.escape(message)) as error:
+        run_folder.read_npz(small_npz)
+    assert '\n' not in str(error.value) and str(error.value).startswith(f'{small_npz}: ')
+
+
+@pytest.mark.parametrize(
+    'raised, message',
+    [
+        (MemoryError(), 'an array too large for memory'),
+        (zlib.error('Error -3 while decompressing data'), 'error: Error -3 while decompressing'),
+        (lzma.LZMAError('Corrupt input data'), 'LZMAError: Corrupt input data'),
+        (OSError(5, 'Input/output error'), 'Input/output error'),
+    ],
+)
+def test_issue24_3_errors_while_reading_the_data_are_one_line(
+    small_npz, monkeypatch, raised, message
+):
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(np.lib.format, 'read_array', fail)
+    with pytest.raises(ModelFileError, match=re.escape(message)):
+        run_folder.read_npz(small_npz)
+
+
+def test_issue24_3_an_unreadable_file_is_permission_denied(small_npz, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, 'Permission denied')
+
+    monkeypatch.setattr(run_folder, 'open', denied, raising=False)
+    with pytest.raises(ModelFileError, match='cannot read \\(permission denied\\)$'):
+        run_folder.read_npz(small_npz)
+
+
+def test_issue24_7_a_huge_declared_array_is_refused_before_reading(run, tmp_path, monkeypatch):
+    """2 GiB declared in a file of a few KB: refused from the header, nothing allocated."""
+    weights = (run / 'model.npz').read_bytes()
+    reads = []
+    read_array = np.lib.format.read_array
+    monkeypatch.setattr(
+        np.lib.format, 'read_array', lambda *a, **k: reads.append(1) or read_array(*a, **k)
+    )
+    model = SqueezeNet(10)
+    key = sorted(chainer.serializers.npz.serialize(model))[0]
+    small = tmp_path / 'small.npz'
+    small.write_bytes(declaring(b'', key, (2**29,)))
+    assert small.stat().st_size < 10_000
+    with pytest.raises(ModelFileError, match='declares 2.0 GiB'):
+        load_weights(model, small)  # serve -m, predict -m, export -m: the same loader
+    small.write_bytes(declaring(b'', key, (2**27,)))  # within the bound: the model's shapes
+    with pytest.raises(ModelFileError, match='of another architecture'):
+        load_weights(model, small)
+    extra = tmp_path / 'extra.npz'
+    extra.write_bytes(declaring(weights, 'extra', (2**27,)))
+    with pytest.raises(ModelFileError, match='arrays missing, 1 unknown \\(e.g. extra\\)'):
+        load_weights(model, extra)
+    with pytest.raises(ModelFileError, match=r'declares 51\d.\d MiB .* than the 1.0 MiB'):
+        run_folder.read_npz(extra, limit=2**20)
+    assert reads == []
+
+
+def test_issue24_10_a_full_disk_leaves_no_stray_zipfile_traceback(tmp_path, monkeypatch):
+    import gc
+    import sys
+
+    unraisable = []
+    monkeypatch.setattr(sys, 'unraisablehook', unraisable.append)
+    write_array = np.lib.format.write_array
+    calls = []
+
+    def full(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, 'No space left on device')
+        return write_array(*args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, 'write_array', full)
+    path = tmp_path / 'model.npz'
+    with pytest.raises(OSError, match='No space left'):
+        run_folder.save_arrays(path, {'a': np.zeros(10), 'b': np.zeros(10)})
+    gc.collect()
+    assert unraisable == []
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+
+
+def test_issue24_14_a_copied_model_npz_describes_itself(run, tmp_path, capsys):
+    from PIL import Image
+
+    copied = tmp_path / 'elsewhere' / 'model.npz'
+    copied.parent.mkdir()
+    shutil.copy(run / 'model.npz', copied)  # without its run.json
+    assert run_folder.model_settings(copied) == ('squeezenet', 'cifar10', '32')
+    assert run_folder.model_options(copied) == {}
+    record = run_folder.read_record_beside(copied)['settings']
+    assert record['label_names'][:2] == ['airplane', 'automobile']
+    assert record['normalization'] == {'per_image': True, 'eps': 10.0}
+    image = tmp_path / 'x.png'
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (9, 9, 3), np.uint8)).save(image)
+    assert main.main(['predict', '-m', str(run / 'model.npz'), '--json', str(image)]) == 0
+    beside = capsys.readouterr().out
+    assert main.main(['predict', '-m', str(copied), '--json', str(image)]) == 0
+    assert capsys.readouterr().out == beside  # preset 32 from the file, not the default 122
+    assert main.main(['predict', '-m', str(copied), '--preset', '122', str(image)]) == 1
+    assert f'{copied} (its own record) says this model was trained with preset 32' in fail(capsys)
+
+
+def test_issue24_1_every_snapshot_damaged_stops_and_overwrites_nothing(run, data, capsys):
+    for _, path in RunFolder(run).snapshots():
+        path.write_bytes(path.read_bytes()[:1000])
+    views = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != '.lock'}
+    for _ in range(2):  # and so again when rerun
+        assert main.main(argv(run, data, '-e', '5')) == 1
+        line = fail(capsys)
+        assert line.startswith(f'error: {run}: holds trained epochs but no snapshot that loads')
+        assert 'damaged: snapshot_epoch_2.damaged, snapshot_epoch_3.damaged, ' in line
+        assert 'intact: model.npz, optimizer.npz, log.json (4 epochs logged)' in line
+        assert f'train into a new -p with -s 5 -m {run / "model.npz"} -o ' in line
+        assert 'Nothing was written' in line and 'move this folder away' in line
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != '.lock'}
+    renamed = {name.removesuffix('.damaged'): content for name, content in after.items()}
+    assert renamed == views  # set aside, and nothing else changed
+
+
+def test_issue24_2_a_foreign_snapshot_in_a_new_folder_writes_nothing(run, tmp_path, data, capsys):
+    new = tmp_path / 'new'
+    new.mkdir()
+    (new / 'snapshot_epoch_5').write_bytes(other_class_count(run / 'snapshot_epoch_4', 5))
+    assert main.main(argv(new, data, '-e', '6')) == 1
+    line = fail(capsys)
+    assert 'snapshot_epoch_5: weights of a 100-class model, expected 10 classes' in line
+    assert 'intact: nothing' in line
+    assert sorted(p.name for p in new.iterdir() if p.is_file()) == [
+        '.lock',
+        'snapshot_epoch_5.damaged',
+    ]
+
+
 def test_load_weights_refuses_a_file_of_another_precision_before_loading(run, tmp_path):
-    weights = {k: v.astype(np.float16) for k, v in np.load(run / 'model.npz').items()}
+    weights = {
+        k: v.astype(np.float16)
+        for k, v in np.load(run / 'model.npz').items()
+        if k != run_folder.RECORD_KEY
+    }
     np.savez(tmp_path / 'half.npz', **weights)
     model = SqueezeNet(10)
     before = model.conv1.W.array.copy()

@@ -95,7 +95,12 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         "folder; default: download once into Chainer's dataset cache. With --dataset folder: "
         'a folder of train/<class>/<image> and test/<class>/<image>',
     )
-    add('--dataset', choices=sorted(DATASETS), default='cifar10')
+    add(
+        '--dataset',
+        choices=sorted(DATASETS),
+        default='cifar10',
+        help='which CIFAR: its classes, its archive layout and its download',
+    )
     add(
         '--skip-bad-images',
         action='store_true',
@@ -127,7 +132,10 @@ def build_parser(description: str = 'Train a classifier on CIFAR.') -> argparse.
         type=validators.argtype(validators.seed),
         help='seed of the initialization, shuffling and augmentation (0..2**32-1)',
     )
-    add('--img-dir', default='img', help='folder of loss.jpg and accuracy.jpg')
+    add(
+        '--img-dir',
+        help='folder of loss.jpg, accuracy.jpg and confusion.jpg (default: SAVE_PATH/img)',
+    )
     add(
         '--workers',
         type=_non_negative,
@@ -231,9 +239,21 @@ def parse_args(
     if args.progress is None:
         args.progress = sys.stdout.isatty()
     try:
-        return TrainOptions.make(args, model_options=model_options)
+        options = TrainOptions.make(args, model_options=model_options)
     except OptionError as error:
         parser.error(str(error))
+    if options.lr < TINY_LR:
+        print(
+            f'warning: -lr {options.lr:g} is so small that lr x gradient falls below the '
+            'float32 resolution of the weights: training will change nothing',
+            file=sys.stderr,
+        )
+    return options
+
+
+TINY_LR = 1e-8
+"""Below this lr, updates (lr x a gradient of order 1) are under float32's resolution of
+weights of order 0.01 (about 1e-9): a run would train with no effect."""
 
 
 MODEL_DEST = 'model_option.'

@@ -171,7 +171,9 @@ def load_cifar(name: str = 'cifar10', path: str | os.PathLike | None = None) -> 
     try:
         names = meta[spec.names_key]
         label_names = [n.decode() if isinstance(n, bytes) else n for n in names]
-    except (KeyError, TypeError, AttributeError):
+        if not all(isinstance(n, str) for n in label_names):
+            raise TypeError('not names')
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError):
         raise DataError(f'{path}: {spec.meta_member} has no {spec.names_key.decode()}') from None
     if len(label_names) != spec.n_classes:
         raise DataError(
@@ -231,9 +233,34 @@ def _folder_reader(path: Path, folder: str):
     return read
 
 
+UNPICKLABLE = frozenset(
+    (module, name)
+    for numpy in ('numpy.core', 'numpy._core')  # NumPy 1 and NumPy 2 name them so
+    for module, name in (
+        (f'{numpy}.multiarray', '_reconstruct'),
+        (f'{numpy}.multiarray', 'scalar'),
+        (f'{numpy}.numeric', '_frombuffer'),
+    )
+) | {('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode')}
+"""The only globals a CIFAR batch may name: what NumPy rebuilds its arrays and scalars with
+(and ``_codecs.encode``, how protocol 2 spells bytes). Dicts, lists, bytes, str and ints
+need none. Anything else (a class whose ``__reduce__`` runs a command) is refused unrun."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An Unpickler that admits only ``UNPICKLABLE``: the official format, never code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in UNPICKLABLE:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f'it names {module}.{name}, which a CIFAR batch never does (refused unrun)'
+        )
+
+
 def _unpickle(path: Path, member: str, raw: bytes) -> dict:
     try:
-        batch = pickle.load(io.BytesIO(raw), encoding='bytes')
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding='bytes').load()
     except Exception as error:  # any unpickling failure means a damaged or foreign file
         raise DataError(f'{path}: {member} is not a CIFAR batch ({error})') from None
     if not isinstance(batch, dict):
@@ -247,16 +274,30 @@ def _split(path: Path, read, members: tuple[str, ...], label_key: bytes, n_class
         batch = read(member)
         if b'data' not in batch or label_key not in batch:
             raise DataError(f'{path}: {member} lacks data or {label_key.decode()}')
-        data = np.asarray(batch[b'data'])
-        label = np.asarray(batch[label_key])
+        try:
+            data = np.asarray(batch[b'data'])
+            label = np.asarray(batch[label_key])
+        except (ValueError, TypeError) as error:  # ragged or otherwise not an array
+            raise DataError(f'{path}: {member} data or labels are not arrays ({error})') from None
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
             raise DataError(
                 f'{path}: {member} data is {data.dtype} {data.shape}, not uint8 (N, 3072)'
             )
         if label.shape != (len(data),):
             raise DataError(f'{path}: {member} has {label.size} labels for {len(data)} images')
+        if label.size and label.dtype.kind not in 'iu':
+            raise DataError(
+                f'{path}: {member} has labels of type {label.dtype} (the first: '
+                f'{_first(label)}), not integers 0..{n_classes - 1}'
+            )
         if label.size and (label.min() < 0 or label.max() >= n_classes):
             raise DataError(f'{path}: {member} has labels outside 0..{n_classes - 1}')
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(label.astype(np.int32))
+    if not sum(len(label) for label in labels):
+        raise DataError(f'{path}: no images in {", ".join(members)}')
     return Split(np.concatenate(images), np.concatenate(labels))
+
+
+def _first(label: np.ndarray) -> str:
+    return repr(label.flat[0].item() if hasattr(label.flat[0], 'item') else label.flat[0])

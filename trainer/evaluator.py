@@ -14,6 +14,8 @@ import numpy as np
 from chainer.training import extensions
 from chainer.training.extensions import util as extension_util
 
+from trainer import signals
+
 
 class ImagesProgressBar(extension_util.ProgressBar):
     """The evaluation's progress counted in images (done / total, images/s, time left).
@@ -110,6 +112,7 @@ class ClassificationEvaluator(extensions.Evaluator):
         n = len(self.label_names)
         xp = chainer.backend.get_array_module(x)
         for start in range(0, len(x), size):
+            signals.safe_point()  # Ctrl-C, SIGTERM: between batches, never inside a kernel
             xs, ts = x[start : start + size], t[start : start + size]
             y = predictor(xs)
             loss = F.softmax_cross_entropy(y, ts, reduce='no').array.sum(dtype=xp.float64)

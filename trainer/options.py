@@ -60,7 +60,7 @@ class TrainOptions:
     skip_bad_images: bool = False
     preset: str = '122'
     seed: int | None = None
-    img_dir: str = 'img'
+    img_dir: str | None = None
     workers: int = field(default_factory=default_workers)
     keep: int = 3
     communicator: str | None = None
@@ -182,6 +182,11 @@ class TrainOptions:
     def tricks(self) -> recipes.Tricks:
         """The tricks of this run: the ``--recipe`` preset with the flags given put in."""
         return recipes.resolve(self.recipe, **{n: getattr(self, n) for n in recipes.TRICKS})
+
+    @property
+    def plot_dir(self) -> str:
+        """Where the plots go: ``--img-dir``, else ``img`` inside the run folder."""
+        return self.img_dir if self.img_dir is not None else os.path.join(self.save_path, 'img')
 
     @property
     def test_batch(self) -> int:

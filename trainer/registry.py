@@ -82,6 +82,11 @@ def resolve(arch: str) -> Factory:
         raise ArchitectureError(f'--arch {arch}: {module_name} has no {attribute}') from None
     if not callable(factory):
         raise ArchitectureError(f'--arch {arch}: {target} is not callable')
+    if inspect.isbuiltin(factory):
+        raise ArchitectureError(
+            f'--arch {arch}: {target} is a built-in function, not a model factory (a '
+            'chainer.Link class or a function returning one)'
+        )
     return factory
 
 
@@ -346,12 +351,17 @@ def build(arch: str, n_classes: int, **options) -> chainer.Link:
         flags = ', '.join(f'--{name}' for name in refused)
         raise ArchitectureError(f'--arch {arch}: its factory takes no {flags} option')
     try:
-        return resolve(arch)(n_classes, **taken)
+        model = resolve(arch)(n_classes, **taken)
     except (ValueError, TypeError) as error:
         if isinstance(error, ArchitectureError):
             raise
         flags = ''.join(f' {_flag(name, value)}' for name, value in taken.items())
         raise ArchitectureError(f'--arch {arch}{flags}: {error}') from None
+    if not isinstance(model, chainer.Link):
+        raise ArchitectureError(
+            f'--arch {arch}: returned a {type(model).__name__}, not a model (a chainer.Link)'
+        )
+    return model
 
 
 def _flag(name: str, value) -> str:

@@ -25,13 +25,18 @@ leaves a half-written file, and temporaries left by a killed run are removed at 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
+import lzma
+import math
 import os
+import random
 import re
 import shutil
 import signal
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -57,6 +62,9 @@ LOCK_FILE = '.lock'
 SNAPSHOT = 'snapshot_epoch_{}'
 SNAPSHOT_NAME = re.compile(r'snapshot_epoch_([1-9][0-9]*)')
 DAMAGED_SUFFIX = '.damaged'
+RECORD_KEY = 'run.json'
+"""The member of ``model.npz`` holding its run's settings as JSON (arch, model options,
+classes, preset, normalization), so that a copied file is self-describing."""
 FORMAT = 1
 # Where a snapshot keeps each part: the trainer's serialization of updater -> optimizer
 # 'main' -> its target L.Classifier -> predictor; the optimizer; LogReport's log (JSON).
@@ -135,11 +143,25 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> N
 
 
 def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as a compressed npz file, atomically (as Chainer's save_npz does)."""
+    """Write ``arrays`` as a compressed npz file, atomically (as Chainer's save_npz does).
+
+    The zip is closed explicitly even when a write fails (a full disk): NumPy's own
+    ``savez_compressed`` leaves it to the garbage collector, which then prints a stray
+    "Exception ignored in ZipFile.__del__" traceback after the one-line error.
+    """
 
     def write(tmp: str) -> None:
         with open(tmp, 'wb') as f:
-            np.savez_compressed(f, **arrays)
+            archive = zipfile.ZipFile(f, 'w', zipfile.ZIP_DEFLATED, allowZip64=True)
+            try:
+                for key, value in arrays.items():
+                    with archive.open(f'{key}.npy', 'w', force_zip64=True) as member:
+                        np.lib.format.write_array(member, np.asanyarray(value))
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    archive.close()
+                raise
+            archive.close()
 
     write_atomically(path, write)
 
@@ -209,23 +231,147 @@ def deferred_signals(signums: tuple = (signal.SIGINT, signal.SIGTERM)) -> Iterat
 # --- reading npz files ------------------------------------------------------------------
 
 
-def read_npz(path: str | os.PathLike, what: str = 'model.npz or snapshot_epoch_N') -> dict:
-    """Every array of an npz file, fully read (so a damaged file fails here, not later).
+@dataclasses.dataclass(frozen=True)
+class Declared:
+    """What an npz member's ``.npy`` header declares, read before any of its data."""
 
-    Raises ModelFileError with one line for a missing, foreign or damaged file.
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+MAX_NPZ_BYTES = 2**30
+"""The most an npz file may declare in all (1 GiB) when no model bounds it."""
+UNREADABLE = (
+    OSError,  # and zlib / bz2 stream errors that zipfile raises as OSError
+    ValueError,
+    EOFError,
+    RuntimeError,  # an encrypted member
+    NotImplementedError,  # an unknown compression method
+    MemoryError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    struct.error,
+    KeyError,
+)
+"""Every way zipfile and NumPy fail on a damaged file: each becomes ModelFileError's line."""
+
+
+def npz_headers(path: str | os.PathLike, what: str = 'model.npz or snapshot_epoch_N') -> dict:
+    """{key: Declared} of every member of an npz file, from the headers only (no data read).
+
+    Raises ModelFileError with one line for a missing, unreadable, foreign or damaged file.
     """
+    return _read_npz(path, what, headers_only=True)
+
+
+def read_npz(
+    path: str | os.PathLike,
+    what: str = 'model.npz or snapshot_epoch_N',
+    keys: Callable[[str], bool] | None = None,
+    check: Callable[[dict], None] | None = None,
+    limit: int = MAX_NPZ_BYTES,
+) -> dict:
+    """Every array of an npz file (or those whose key ``keys`` accepts), fully read.
+
+    Each member's ``.npy`` header is read first, and nothing more unless the shapes and
+    dtypes it declares pass: ``check({key: Declared})`` (which raises to refuse), no
+    object arrays, and ``limit`` bytes in all, so a small file that declares a huge array
+    is refused before any memory is taken. Raises ModelFileError with one line for a
+    missing, unreadable, foreign or damaged file, however zipfile or NumPy fail on it (a
+    damaged file fails here, never later).
+    """
+    return _read_npz(path, what, keys=keys, check=check, limit=limit)
+
+
+def _read_npz(path, what, keys=None, check=None, limit=MAX_NPZ_BYTES, headers_only=False):
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f'{path}: no such file')
     if not path.is_file():
         raise ModelFileError(f'{path}: not a file')
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f'{path}: not an npz file ({what})')
     try:
-        with np.load(path, allow_pickle=False) as arrays:
-            return {key: arrays[key] for key in arrays.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        raise ModelFileError(f'{path}: damaged or foreign npz file ({error})') from None
+        handle = open(path, 'rb')
+    except OSError as error:
+        raise ModelFileError(f'{path}: cannot read ({_reason(error)})') from None
+    with handle:
+        if not zipfile.is_zipfile(handle):
+            raise ModelFileError(f'{path}: not an npz file ({what})')
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                members = [
+                    info
+                    for info in archive.infolist()
+                    if keys is None or keys(info.filename.removesuffix('.npy'))
+                ]
+                declared = {}
+                for info in members:
+                    with archive.open(info) as member:
+                        declared[info.filename.removesuffix('.npy')] = _declared(member)
+                _check_declared(path, declared, limit)
+                if headers_only:
+                    return declared
+                if check is not None:
+                    check(declared)
+                arrays = {}
+                for info in members:
+                    with archive.open(info) as member:
+                        arrays[info.filename.removesuffix('.npy')] = np.lib.format.read_array(
+                            member, allow_pickle=False
+                        )
+                return arrays
+        except ModelFileError:
+            raise
+        except UNREADABLE as error:
+            raise ModelFileError(f'{path}: damaged or foreign npz file ({_what(error)})') from None
+
+
+def _declared(member) -> Declared:
+    """The shape and dtype a ``.npy`` member declares (ValueError if it is not one)."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        raise ValueError(f'.npy format version {version} is not read here')
+    return Declared(tuple(shape), np.dtype(dtype))
+
+
+def _check_declared(path: Path, declared: dict, limit: int) -> None:
+    for key, value in declared.items():
+        if value.dtype.hasobject:
+            raise ModelFileError(f'{path}: {key} holds Python objects, not numbers; refused')
+    total = sum(value.nbytes for value in declared.values())
+    if total > limit:
+        key = max(declared, key=lambda k: declared[k].nbytes)
+        raise ModelFileError(
+            f'{path}: declares {_size(total)} of arrays ({key}: {declared[key].dtype} '
+            f'{declared[key].shape}), more than the {_size(limit)} it may hold; refused '
+            'before reading'
+        )
+
+
+def _size(n: int) -> str:
+    for unit in ('bytes', 'KiB', 'MiB', 'GiB', 'TiB'):
+        if n < 1024 or unit == 'TiB':
+            return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
+        n /= 1024
+    return f'{n} bytes'
+
+
+def _what(error: BaseException) -> str:
+    if isinstance(error, MemoryError):
+        return 'an array too large for memory'
+    if isinstance(error, PermissionError):
+        return 'permission denied'
+    text = str(error).splitlines()[0] if str(error) else ''
+    return f'{type(error).__name__}: {text}' if text else type(error).__name__
 
 
 def model_arrays(arrays: dict, path: str | os.PathLike) -> tuple[str, dict]:
@@ -239,7 +385,7 @@ def model_arrays(arrays: dict, path: str | os.PathLike) -> tuple[str, dict]:
             f'{path}: an optimizer state (optimizer.npz), not model weights; '
             'use model.npz or a snapshot_epoch_N'
         )
-    return 'model', arrays
+    return 'model', {key: value for key, value in arrays.items() if key != RECORD_KEY}
 
 
 def _strip(arrays: dict, prefix: str) -> dict:
@@ -251,10 +397,15 @@ def load_weights(model: chainer.Link, path: str | os.PathLike, n_classes: int | 
 
     Every array the model has must be in the file with its shape and dtype, finite, and
     nothing else may be, so a file of another kind, architecture or precision, or with
-    diverged weights, is refused before anything is loaded. With ``n_classes``, weights for
-    another class count are named as such. Raises ModelFileError with a one-line message.
+    diverged weights, is refused before anything is loaded; the shapes and dtypes are
+    checked from the file's headers, before any array is read. With ``n_classes``, weights
+    for another class count are named as such. Raises ModelFileError with a one-line message.
     """
-    kind, weights = model_arrays(read_npz(path), path)
+    kind, declared = model_arrays(npz_headers(path), path)
+    check_shapes(path, kind, declared, model, n_classes)
+    prefix = MODEL_PREFIX if kind == 'snapshot' else ''
+    wanted = {prefix + key for key in declared}  # a model.npz's record is not a weight
+    weights = _strip(read_npz(path, keys=wanted.__contains__), prefix)
     check_weights(path, kind, weights, model, n_classes)
     npz.NpzDeserializer(weights, strict=True).load(model)
     return kind
@@ -264,6 +415,21 @@ def check_weights(
     path: str | os.PathLike, kind: str, weights: dict, model: chainer.Link, n_classes: int | None
 ) -> None:
     """Raise ModelFileError unless ``weights`` fit ``model`` exactly and are usable."""
+    check_shapes(path, kind, weights, model, n_classes)
+    for key, value in sorted(npz.serialize(model).items()):
+        array = weights[key]
+        if _initialized(value) and array.dtype.kind == 'f' and not np.isfinite(array).all():
+            raise ModelFileError(
+                f'{path}: {key} holds NaN or infinite values (a diverged run?); use an '
+                'earlier snapshot'
+            )
+
+
+def check_shapes(
+    path: str | os.PathLike, kind: str, weights: dict, model: chainer.Link, n_classes: int | None
+) -> None:
+    """Raise ModelFileError unless the keys, shapes and dtypes of ``weights`` (arrays, or
+    what a file's headers declare) are exactly ``model``'s."""
     expected = npz.serialize(model)
     missing = sorted(expected.keys() - weights.keys())
     unknown = sorted(weights.keys() - expected.keys())
@@ -274,10 +440,10 @@ def check_weights(
             f'unknown{_example(unknown)}'
         )
     wrong = [
-        (key, weights[key].shape, np.shape(value))
+        (key, tuple(weights[key].shape), np.shape(value))
         for key, value in sorted(expected.items())
         if _initialized(value)
-        if weights[key].shape != np.shape(value)
+        if tuple(weights[key].shape) != np.shape(value)
     ]
     if wrong:
         counts = {_class_count(got, want, n_classes) for _, got, want in wrong}
@@ -291,17 +457,9 @@ def check_weights(
             f'expects {want}'
         )
     for key, value in sorted(expected.items()):
-        array = weights[key]
-        if not _initialized(value):
-            continue
-        want = np.dtype(value.dtype)
-        if want.kind == 'f' and array.dtype != want:
-            raise ModelFileError(f'{path}: {key} is {array.dtype}, the model expects {want}')
-        if array.dtype.kind == 'f' and not np.isfinite(array).all():
-            raise ModelFileError(
-                f'{path}: {key} holds NaN or infinite values (a diverged run?); use an '
-                'earlier snapshot'
-            )
+        want = np.dtype(value.dtype) if _initialized(value) else None
+        if want is not None and want.kind == 'f' and weights[key].dtype != want:
+            raise ModelFileError(f'{path}: {key} is {weights[key].dtype}, the model expects {want}')
 
 
 def _initialized(value) -> bool:
@@ -325,14 +483,25 @@ def _class_count(got: tuple, want: tuple, n_classes: int | None) -> int | None:
 
 
 def read_record_beside(path: str | os.PathLike) -> dict | None:
-    """The ``run.json`` in the folder of a weights file, or None if there is none."""
+    """The run record of a weights file: the ``run.json`` in its folder, else the record a
+    ``model.npz`` holds itself (``RECORD_KEY``, so a copied file keeps it); None if neither."""
     record = Path(path).parent / RUN_FILE
-    if not record.is_file():
-        return None
+    if record.is_file():
+        with contextlib.suppress(RunFolderError):
+            return _parse_record(record)
+    return read_embedded_record(path)
+
+
+def read_embedded_record(path: str | os.PathLike) -> dict | None:
+    """The run record inside a ``model.npz`` (``{'settings': ...}``), or None."""
     try:
-        return _parse_record(record)
-    except RunFolderError:
+        arrays = read_npz(path, keys=RECORD_KEY.__eq__, limit=2**20)
+        record = json.loads(str(arrays[RECORD_KEY])) if RECORD_KEY in arrays else None
+    except (ModelFileError, ValueError):
         return None
+    if not isinstance(record, dict) or not isinstance(record.get('settings'), dict):
+        return None
+    return record
 
 
 MODEL_DEFAULTS = {'arch': DEFAULT_ARCH, 'dataset': 'cifar10', 'preset': '122'}
@@ -345,7 +514,8 @@ def model_settings(
     dataset: str | None = None,
     preset: str | None = None,
 ) -> tuple[str, str, str]:
-    """(arch, dataset, preset) a weights file was trained with: its run's ``run.json``.
+    """(arch, dataset, preset) a weights file was trained with: its run's ``run.json``, else
+    the record a ``model.npz`` holds itself (a file copied away from its run).
 
     A value given must agree with the record (ModelFileError if not); without a record,
     the given values or ``MODEL_DEFAULTS`` are used. A recorded architecture that cannot be
@@ -354,7 +524,8 @@ def model_settings(
     """
     record = read_record_beside(path)
     recorded = dict(record['settings']) if record else {}
-    source = Path(path).parent / RUN_FILE
+    beside = Path(path).parent / RUN_FILE
+    source = beside if beside.is_file() or not record else f'{path} (its own record)'
     unbuildable = 'arch' in recorded and not registry.recordable(recorded['arch'])
     if unbuildable and arch != recorded['arch']:
         if arch is None:
@@ -409,7 +580,8 @@ def check_record(given: dict[str, str | None], recorded: dict, source: str | os.
 
 def model_options(path: str | os.PathLike) -> dict:
     """The options the model's factory was called with, from the ``run.json`` beside a
-    weights file (``{}`` without one): resume, predict, serve and export rebuild with them."""
+    weights file or the file's own record (``{}`` without either): resume, predict, serve
+    and export rebuild with them."""
     record = read_record_beside(path)
     options = record['settings'].get('model_options') if record else None
     return dict(options) if isinstance(options, dict) else {}
@@ -448,6 +620,7 @@ class RunFolder:
         self.path = Path(path)
         self.img_dir = None if img_dir is None else Path(img_dir)
         self.plot = plot
+        self.settings = None  # the run's settings, once written (put inside model.npz)
         self._lock = None
 
     # Opening ----------------------------------------------------------------------------
@@ -514,29 +687,73 @@ class RunFolder:
                     found.append((int(match.group(1)), path))
         return sorted(found)
 
-    def newest_snapshot(self) -> tuple[int, dict] | None:
-        """(epoch, arrays) of the newest snapshot that loads; None when there is none.
+    def newest_snapshot(
+        self, model: chainer.Link | None = None, n_classes: int | None = None
+    ) -> tuple[int, dict] | None:
+        """(epoch, arrays) of the newest snapshot that loads; None when the run is new.
 
-        A snapshot that does not load (truncated, garbled, empty, or not a snapshot) is
-        renamed ``snapshot_epoch_N.damaged``, so that it is kept but not picked again, and
-        the next older one is tried.
+        A snapshot that does not load (truncated, garbled, empty, unreadable, not a
+        snapshot, or, given ``model``, the weights of another architecture or class count:
+        checked from the file's headers before any array is read) is renamed
+        ``snapshot_epoch_N.damaged``, so that it is kept but not picked again, and the next
+        older one is tried. A folder that holds trained epochs (set-aside snapshots,
+        ``model.npz``, ``log.json``) but no snapshot that loads is a RunFolderError naming
+        what is damaged and what is intact: nothing is written, nothing retrained over.
         """
+        limit = snapshot_limit(model)
+        damaged = []
         for epoch, path in reversed(self.snapshots()):
             try:
-                arrays = read_npz(path, 'a snapshot')
-                if not any(key.startswith(MODEL_PREFIX) for key in arrays):
-                    raise ModelFileError(f'{path}: not a trainer snapshot (no model inside)')
+                arrays = read_npz(
+                    path, 'a snapshot', check=_snapshot_check(path, model, n_classes), limit=limit
+                )
                 stored = int(arrays[EPOCH_KEY]) if EPOCH_KEY in arrays else epoch
                 if stored != epoch or LOG_KEY not in arrays:
                     raise ModelFileError(f'{path}: not the snapshot of epoch {epoch}')
                 json.loads(str(arrays[LOG_KEY]))
             except (ModelFileError, ValueError) as error:
-                damaged = path.with_name(path.name + DAMAGED_SUFFIX)
-                os.replace(path, damaged)
-                logger.warning('%s; renamed it to %s, trying the one before', error, damaged.name)
+                set_aside = path.with_name(path.name + DAMAGED_SUFFIX)
+                os.replace(path, set_aside)
+                damaged.append((error, path, set_aside))
                 continue
+            for error, _, set_aside in damaged:
+                logger.warning('%s; renamed it to %s, trying the one before', error, set_aside.name)
             return epoch, arrays
+        self._check_untrained(damaged)
         return None
+
+    def _check_untrained(self, damaged: list) -> None:
+        """RunFolderError if the folder holds trained epochs (none of whose snapshots load)."""
+        set_aside = sorted(
+            (p for p in self.path.glob(f'snapshot_epoch_*{DAMAGED_SUFFIX}') if p.is_file()),
+            key=lambda p: (len(p.name), p.name),
+        )
+        intact = [
+            name for name in (MODEL_FILE, OPTIMIZER_FILE, LOG_FILE) if _readable(self.path / name)
+        ]
+        if not set_aside and not intact:
+            return
+        logged = _logged_epochs(self.path / LOG_FILE)
+        why = '; '.join(
+            f'{path.name}: {str(error).removeprefix(f"{path}: ")}' for error, path, _ in damaged
+        )
+        resume = (
+            f'-s {logged + 1} -m {self.path / MODEL_FILE}'
+            + (f' -o {self.path / OPTIMIZER_FILE}' if OPTIMIZER_FILE in intact else '')
+            + (f' -l {self.path / LOG_FILE}' if LOG_FILE in intact else '')
+        )
+        raise RunFolderError(
+            f'{self.path}: holds trained epochs but no snapshot that loads; damaged: '
+            f'{", ".join(p.name for p in set_aside) or "none"}{f" ({why})" if why else ""}; '
+            f'intact: {", ".join(intact) or "nothing"}'
+            f'{f" ({logged} epochs logged)" if logged else ""}. Nothing was written. To '
+            + (
+                f'continue from the intact files, train into a new -p with {resume}; to '
+                if MODEL_FILE in intact and logged
+                else ''
+            )
+            + 'start over, move this folder away or choose another -p'
+        )
 
     def commit(self, arrays: dict, epoch: int, keep: int) -> None:
         """Write epoch ``epoch``'s snapshot, then its views; keep the newest ``keep``.
@@ -559,8 +776,11 @@ class RunFolder:
         log = json.loads(str(arrays[LOG_KEY]))
         model = self.path / MODEL_FILE
         optimizer = self.path / OPTIMIZER_FILE
+        weights = _strip(arrays, MODEL_PREFIX)
+        if self.settings is not None:  # what predict needs, inside the file (RECORD_KEY)
+            weights[RECORD_KEY] = np.asarray(json.dumps({'format': FORMAT, **self.settings}))
         with deferred_signals():
-            self._write(model, lambda: save_arrays(model, _strip(arrays, MODEL_PREFIX)))
+            self._write(model, lambda: save_arrays(model, weights))
             self._write(optimizer, lambda: save_arrays(optimizer, _strip(arrays, OPTIMIZER_PREFIX)))
             if average := _strip(arrays, EMA_PREFIX):  # issue 27: model_ema.npz
                 path = self.path / EMA_MODEL_FILE
@@ -599,6 +819,8 @@ class RunFolder:
         return _parse_record(path) if path.exists() else None
 
     def write_record(self, record: dict) -> None:
+        """Write ``run.json``; its settings also go inside every ``model.npz`` from now on."""
+        self.settings = {'settings': record['settings']}
         path = self.path / RUN_FILE
 
         def dump(tmp: str) -> None:
@@ -649,6 +871,49 @@ def _reason(error: OSError) -> str:
     return (error.strerror or str(error)).lower()
 
 
+def _readable(path: Path) -> bool:
+    """Whether a view (model.npz, optimizer.npz, log.json) is there and reads."""
+    if not path.is_file():
+        return False
+    try:
+        if path.suffix == '.npz':
+            npz_headers(path)
+        else:
+            json.loads(path.read_text())
+    except (ModelFileError, OSError, ValueError):
+        return False
+    return True
+
+
+def _logged_epochs(path: Path) -> int:
+    """The newest epoch in a ``log.json`` (0 if none or unreadable)."""
+    try:
+        return max((int(entry['epoch']) for entry in json.loads(path.read_text())), default=0)
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0
+
+
+def _snapshot_check(path: Path, model: chainer.Link | None, n_classes: int | None):
+    """What ``read_npz`` checks a snapshot's headers with: a model inside, of ``model``."""
+
+    def check(declared: dict) -> None:
+        if not any(key.startswith(MODEL_PREFIX) for key in declared):
+            raise ModelFileError(f'{path}: not a trainer snapshot (no model inside)')
+        if model is not None:
+            check_shapes(path, 'snapshot', _strip(declared, MODEL_PREFIX), model, n_classes)
+
+    return check
+
+
+def snapshot_limit(model: chainer.Link | None) -> int:
+    """The most a snapshot of ``model`` may declare: the model, its optimizer's state (up to
+    three times the weights) and the log; ``MAX_NPZ_BYTES`` without a model."""
+    if model is None:
+        return MAX_NPZ_BYTES
+    sizes = [getattr(value, 'nbytes', 0) for value in npz.serialize(model).values()]
+    return 4 * sum(sizes) + 256 * 2**20
+
+
 def _check_writable(folder: Path) -> None:
     probe = folder / f'.write-test.{os.getpid()}.tmp'
     try:
@@ -684,14 +949,56 @@ class SaveEpoch(extension.Extension):
     def __call__(self, trainer: chainer.training.Trainer) -> None:
         arrays = npz.serialize(trainer)
         arrays = {key: np.asarray(chainer.backend.CpuDevice().send(v)) for key, v in arrays.items()}
+        arrays.update(random_state())
         self.folder.commit(arrays, trainer.updater.epoch, self.keep)
+
+
+RANDOM_PREFIX = 'random/'
+"""Where a snapshot keeps the generators' states (``random_state``)."""
+
+
+def random_state() -> dict[str, np.ndarray]:
+    """The global generators' states as arrays: NumPy's (dropout draws from it on the CPU)
+    and Python's. With the iterator's order and position (Chainer's serialization) and the
+    augmentation seeded per image, they are what a resumed seeded run needs to continue
+    exactly as an uninterrupted one."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        f'{RANDOM_PREFIX}numpy/keys': np.asarray(keys, np.uint32),
+        f'{RANDOM_PREFIX}numpy/state': np.asarray([position, has_gauss], np.int64),
+        f'{RANDOM_PREFIX}numpy/gauss': np.asarray(gauss, np.float64),
+        f'{RANDOM_PREFIX}python/internal': np.asarray(internal, np.uint64),
+        f'{RANDOM_PREFIX}python/state': np.asarray([version], np.int64),
+        f'{RANDOM_PREFIX}python/gauss': np.asarray(np.nan if gauss_next is None else gauss_next),
+    }
+
+
+def set_random_state(arrays: dict) -> None:
+    """Restore what ``random_state`` saved; a snapshot without it (older) changes nothing."""
+    if f'{RANDOM_PREFIX}numpy/keys' not in arrays:
+        return
+    get = lambda name: arrays[RANDOM_PREFIX + name]  # noqa: E731
+    position, has_gauss = (int(v) for v in get('numpy/state'))
+    np.random.set_state(
+        ('MT19937', get('numpy/keys'), position, has_gauss, float(get('numpy/gauss')))
+    )
+    gauss_next = float(get('python/gauss'))
+    random.setstate(
+        (
+            int(get('python/state')[0]),
+            tuple(int(v) for v in get('python/internal')),
+            None if np.isnan(gauss_next) else gauss_next,
+        )
+    )
 
 
 def load_snapshot(trainer: chainer.training.Trainer, arrays: dict, path: Path) -> None:
     """Load a snapshot's arrays into ``trainer``; its model part must fit exactly.
 
     The model, optimizer and iterator states must all be there; triggers of extensions
-    the snapshot's run did not have keep their fresh state.
+    the snapshot's run did not have keep their fresh state. The generators' states are
+    restored too (``set_random_state``), so a seeded run continues exactly.
     """
     state = npz.serialize(trainer.updater)  # (the trainer serializes only once started)
     missing = sorted(f'updater/{key}' for key in state if f'updater/{key}' not in arrays)
@@ -703,3 +1010,4 @@ def load_snapshot(trainer: chainer.training.Trainer, arrays: dict, path: Path) -
     model = trainer.updater.get_optimizer('main').target.predictor
     check_weights(path, 'snapshot', _strip(arrays, MODEL_PREFIX), model, None)
     npz.NpzDeserializer(arrays, strict=False).load(trainer)
+    set_random_state(arrays)

@@ -11,10 +11,14 @@ Chainer's ``EarlyStoppingTrigger`` keeps its best value and count in memory only
 snapshot is written before the trigger sees its epoch, so a resumed run would count
 afresh. ``EarlyStopping.resume`` replays the run's log instead: with one check per epoch,
 the state is a function of the logged values (each epoch's mean of the key, which is what
-LogReport logs). A run that had stopped stops again at once when rerun.
+LogReport logs). A run that had stopped stops again at once when rerun. When the key stops
+the run before ``max_epochs``, one line is logged: the epoch, the key, the patience and the
+best value.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 from chainer.serializers import NpzDeserializer
@@ -23,6 +27,9 @@ from chainer.training.triggers import EarlyStoppingTrigger, IntervalTrigger
 from trainer.errors import StoppingError
 
 MODES = ('min', 'max')
+logger = logging.getLogger(__name__)
+
+
 TEST_PREFIX = 'validation/'  # the test set's keys (their names predate the held-out split)
 VAL_PREFIX = 'val/'  # the held-out validation split's (``--val-size``)
 
@@ -76,6 +83,8 @@ class EarlyStopping(EarlyStoppingTrigger):
 
     def __init__(self, key: str, patience: int, max_epochs: int, mode: str) -> None:
         self.mode = mode
+        self.max_epochs = max_epochs
+        self.best_epoch = None
         self.check = IntervalTrigger(1, 'epoch')
         super().__init__(
             check_trigger=self.check,
@@ -87,7 +96,25 @@ class EarlyStopping(EarlyStoppingTrigger):
 
     def __call__(self, trainer) -> bool:
         # True at once for a resumed run that had already stopped (``resume``).
-        return self.count >= self.patience or super().__call__(trainer)
+        if self.count >= self.patience:
+            return True
+        best = self.best
+        stop = super().__call__(trainer)
+        if self.best != best:
+            self.best_epoch = trainer.updater.epoch
+        if stop and self.count >= self.patience:
+            logger.info(
+                'early stopping after epoch %d of %d: %s has not improved for %d epochs '
+                '(--patience %d; best %.6g, in epoch %s)',
+                trainer.updater.epoch,
+                self.max_epochs,
+                self.monitor,
+                self.count,
+                self.patience,
+                self.best,
+                self.best_epoch,
+            )
+        return stop
 
     def resume(self, log: list[dict], iteration: int) -> bool:
         """Take the state the trigger had after the epochs of ``log``; True if it had stopped.
@@ -101,6 +128,7 @@ class EarlyStopping(EarlyStoppingTrigger):
                 continue
             if better(entry[self.monitor], self.best):
                 self.best, self.count = entry[self.monitor], 0
+                self.best_epoch = entry.get('epoch')
             else:
                 self.count += 1
         epoch = max((entry.get('epoch', 0) for entry in log), default=0)

@@ -50,7 +50,12 @@ from trainer.run_folder import (
 from trainer.schedules import StepSchedule, resolve_milestones
 from trainer.stopping import EarlyStopping, make_early_stopping
 from trainer.tensorboard import TensorBoardReport
-from trainer.transforms import DeviceNormalize, make_transforms
+from trainer.transforms import (
+    DeviceNormalize,
+    EpochOrder,
+    SeededTransformDataset,
+    make_transforms,
+)
 from trainer.updaters import AccumulatingUpdater
 
 logger = logging.getLogger(__name__)
@@ -115,13 +120,19 @@ def make_iterators(
     seed = distributed.rank_seed(options.seed, comm)
     train_transform, test_transform = make_transforms(options.preset, seed, normalize)
     train = held.train_part(TupleDataset(data.train.images, data.train.labels))
-    train = TransformDataset(distributed.shard_train(train, comm, options.seed), train_transform)
+    # each image augmented from (seed, epoch, index): any --workers gives the same run
+    train = SeededTransformDataset(
+        distributed.shard_train(train, comm, options.seed), train_transform, seed
+    )
+    order = EpochOrder(len(train), seed)
     test = TupleDataset(data.test.images, data.test.labels)
     test = TransformDataset(distributed.shard_test(test, comm), test_transform)
     if options.workers == 0:
-        train_iter = iterators.SerialIterator(train, options.batch)
+        train_iter = iterators.SerialIterator(train, options.batch, order_sampler=order)
     else:
-        train_iter = GuardedMultiprocessIterator(train, options.batch, n_processes=options.workers)
+        train_iter = GuardedMultiprocessIterator(
+            train, options.batch, n_processes=options.workers, order_sampler=order
+        )
     return train_iter, _eval_iterator(test, options)
 
 
@@ -179,7 +190,7 @@ def build_trainer(
     ``options.init_from``, the model starts from that file's matching weights (logged).
     """
     options = TrainOptions.make(options)  # as it is when already made
-    folder = folder or RunFolder(options.save_path, options.img_dir, plots.draw)
+    folder = folder or RunFolder(options.save_path, options.plot_dir, plots.draw)
     if distributed.is_root(comm):
         folder.path.mkdir(parents=True, exist_ok=True)
     device = get_device(distributed.device_id(options.gpu, comm))
@@ -313,9 +324,9 @@ def train(
         if options.init_from:  # a file that does not fit is refused before run.json is written
             finetune.plan(model, options.init_from, data.n_classes)
         root = distributed.is_root(comm)
-        folder = RunFolder(options.save_path, options.img_dir if root else None, plots.draw)
+        folder = RunFolder(options.save_path, options.plot_dir if root else None, plots.draw)
         with folder.open() if root else contextlib.nullcontext():
-            done, arrays, log = _open_run(folder, arch, options, data, comm, command)
+            done, arrays, log = _open_run(folder, arch, options, data, comm, command, model)
             if done == options.epoch:
                 logger.info(
                     'nothing to do: %s already holds the %d epochs of -e %d',
@@ -349,13 +360,14 @@ def train(
 
 
 def _open_run(
-    folder: RunFolder, arch: str, options: TrainOptions, data: Cifar, comm, command=None
+    folder: RunFolder, arch: str, options: TrainOptions, data: Cifar, comm, command=None, model=None
 ) -> tuple[int, dict | None, list | None]:
     """Check the run folder against these settings; return (finished epochs, the newest
     snapshot's arrays, its log). Rank 0 decides and writes; the other ranks follow.
 
-    The views (model.npz, log.json, plots) are written again from the newest snapshot, and
-    this session is added to run.json.
+    Nothing is written before the newest snapshot that loads is found and its weights fit
+    ``model``; then this session is added to run.json and the views (model.npz, log.json,
+    plots) are written again from that snapshot.
     """
     root = distributed.is_root(comm)
     settings = run_settings(arch, options, data, comm)
@@ -363,7 +375,7 @@ def _open_run(
     if root:
         record = folder.read_record()
         folder.check_settings(record, settings)
-        newest = folder.newest_snapshot()
+        newest = folder.newest_snapshot(model, data.n_classes)
     done = distributed.broadcast(newest[0] if newest else 0, comm)
     if done and options.start_epoch > 1:
         raise OptionError(
@@ -377,9 +389,9 @@ def _open_run(
         )
     log = None
     if root:
+        folder.write_record(_record(record, settings, options, comm, command))
         if newest:
             log = folder.publish(newest[1])
-        folder.write_record(_record(record, settings, options, comm, command))
         chainerui_files(folder.path)  # ChainerUI's `log` (-> log.json) and `args`
     if not done:
         return 0, None, []
@@ -422,6 +434,8 @@ def run_settings(
         'model_options': {k: v for k, v in options.model_options.items() if v is not None},
         'n_classes': data.n_classes,
         'class_names': list(data.label_names),  # what predict, serve and export name
+        'label_names': list(data.label_names),
+        'normalization': {'per_image': True, 'eps': RECIPE.norm_eps},
         'dataset': options.dataset,
         'train_images': len(data.train),
         'test_images': len(data.test),

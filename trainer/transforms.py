@@ -1,10 +1,13 @@
 """Train / test preprocessing as plain callables on ``(uint8 CHW image, label)`` pairs.
 
 They return ``(float32 CHW, label)`` and run per image, in the iterator's worker
-processes. Chainer's MultiprocessIterator does not reseed its workers, so each random
+processes. In training, each image's random draws come from a generator seeded with
+``[seed, epoch, index]`` (``SeededTransformDataset``, with the epoch carried by
+``EpochOrder``'s indices), so a seeded run gives the same images whatever the number of
+workers, and a resumed run the same as an uninterrupted one. Called on its own, a random
 transform draws from its own generator, created once per process: seeded with ``[seed]``
-in the process that made it (so ``--workers 0`` runs repeat exactly) and ``[seed, pid]``
-in a worker (so workers differ). Sizes and constants are the recipe's (trainer.recipe).
+in the process that made it and ``[seed, pid]`` in a worker. Sizes and constants are the
+recipe's (trainer.recipe).
 """
 
 import os
@@ -82,9 +85,9 @@ class ResizeCropFlip(_Random):
         self.crop = crop
         self.flip = flip
 
-    def __call__(self, example: tuple) -> tuple:
+    def __call__(self, example: tuple, rng: np.random.Generator | None = None) -> tuple:
         image, label = example
-        rng = self.rng
+        rng = rng or self.rng
         size = int(rng.integers(self.sizes[0], self.sizes[1] + 1))
         top, left = rng.integers(0, size - self.crop + 1, size=2)
         x = resize(image, size)[:, top : top + self.crop, left : left + self.crop]
@@ -117,9 +120,9 @@ class PadCropFlip(_Random):
         self.flip = flip
         self.normalize = normalize
 
-    def __call__(self, example: tuple) -> tuple:
+    def __call__(self, example: tuple, rng: np.random.Generator | None = None) -> tuple:
         image, label = example
-        rng = self.rng
+        rng = rng or self.rng
         _, h, w = image.shape
         padded = np.pad(image, ((0, 0), (self.pad, self.pad), (self.pad, self.pad)))
         top, left = rng.integers(0, 2 * self.pad + 1, size=2)
@@ -129,6 +132,57 @@ class PadCropFlip(_Random):
         if rng.random() < self.flip:
             x = x[:, :, ::-1]
         return np.ascontiguousarray(x), label
+
+
+class EpochOrder:
+    """Chainer's order sampler for the training iterator: each epoch a permutation drawn
+    from ``[seed, epoch]`` alone, written as ``epoch * n + i`` (image ``i`` in ``epoch``).
+
+    The order thus depends only on the seed and the epoch (a resumed run draws what an
+    uninterrupted one would), and the worker that fetches an index knows the epoch
+    (``SeededTransformDataset``). The epoch is read from the previous order, so the
+    sampler keeps no state: the iterator's snapshot (its order and position) is enough.
+
+    Args:
+        n: images in the training set.
+        seed: the run's seed; None draws each order from the OS.
+    """
+
+    def __init__(self, n: int, seed: int | None) -> None:
+        self.n = n
+        self.seed = seed
+
+    def __call__(self, current_order: np.ndarray, current_position: int) -> np.ndarray:
+        epoch = int(np.max(current_order)) // self.n + 1  # the initial arange(n): epoch 1
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, epoch])
+        return epoch * self.n + rng.permutation(self.n)
+
+
+class SeededTransformDataset(chainer.dataset.DatasetMixin):
+    """``dataset`` through a random ``transform``, each image with its own generator.
+
+    Index ``epoch * n + i`` (``EpochOrder``'s) is image ``i`` transformed with a generator
+    seeded ``[seed, epoch, i]``: the same draws in any process, with any number of workers,
+    before and after a resume. A plain index ``i < n`` is epoch 0.
+
+    Args:
+        dataset: the (image, label) pairs.
+        transform: called as ``transform(example, rng)``.
+        seed: the run's seed; None seeds each image from the OS.
+    """
+
+    def __init__(self, dataset, transform, seed: int | None) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def get_example(self, i: int) -> tuple:
+        epoch, index = divmod(int(i), len(self.dataset))
+        key = None if self.seed is None else [self.seed, epoch, index]
+        return self.transform(self.dataset[index], np.random.default_rng(key))
 
 
 class ResizeNormalize:

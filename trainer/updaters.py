@@ -6,6 +6,7 @@ import chainer
 from chainer import reporter
 from chainer.training import updaters
 
+from trainer import signals
 from trainer.precision import loss_scale
 
 
@@ -35,6 +36,7 @@ class AccumulatingUpdater(updaters.StandardUpdater):
         self._epoch_images = 0
 
     def update_core(self) -> None:
+        signals.safe_point()  # Ctrl-C, SIGTERM: between steps, never inside a kernel
         if self._epoch_start is None:
             self._epoch_start, self._epoch_images = time.perf_counter(), 0
         iterator = self._iterators['main']
