@@ -69,9 +69,9 @@ class BNReLUConv(chainer.Chain):
         return layout.to_nchw(fast.convolution(self.conv, fast.bn_relu(self.bn, h)))
 
 
-class ConvBNReLU(chainer.Chain):
-    """A convolution, BatchNormalization, then ReLU (the post-activation order of VGG nets
-    and ResNets).
+class ConvBN(chainer.Chain):
+    """A convolution then BatchNormalization, no ReLU: a post-activation residual block's
+    second unit and its projection shortcut, before the add.
 
     Args:
         in_channels: channels of the input.
@@ -95,38 +95,6 @@ class ConvBNReLU(chainer.Chain):
     ) -> None:
         super().__init__()
         with self.init_scope():
-            self.conv = L.Convolution2D(
-                in_channels, out_channels, ksize, stride, pad, nobias=nobias, initialW=initialW
-            )
-            self.bn = L.BatchNormalization(out_channels)
-
-    def forward(self, x: chainer.Variable) -> chainer.Variable:
-        fast = _fast(x, self.conv)
-        if fast is None:
-            return F.relu(self.bn(self.conv(x)))
-        h = fast.convolution(self.conv, layout.to_nhwc(x))
-        return layout.to_nchw(fast.bn_relu(self.bn, h))
-
-
-class ConvBN(chainer.Chain):
-    """A convolution then BatchNormalization, no ReLU: a post-activation residual block's
-    second unit and its projection shortcut, before the add.
-
-    Args: as ``ConvBNReLU``.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        ksize: int,
-        stride: int = 1,
-        pad: int = 0,
-        nobias: bool = True,
-        initialW: chainer.Initializer | None = None,
-    ) -> None:
-        super().__init__()
-        with self.init_scope():
             self.conv = Convolution2D(
                 in_channels, out_channels, ksize, stride, pad, nobias=nobias, initialW=initialW
             )
@@ -134,3 +102,18 @@ class ConvBN(chainer.Chain):
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
         return self.bn(self.conv(x))
+
+
+class ConvBNReLU(ConvBN):
+    """A convolution, BatchNormalization, then ReLU (the post-activation order of VGG nets
+    and ResNets); on the fast path the BN and its ReLU are one pass.
+
+    Args: as ``ConvBN``.
+    """
+
+    def forward(self, x: chainer.Variable) -> chainer.Variable:
+        fast = _fast(x, self.conv)
+        if fast is None:
+            return F.relu(self.bn(self.conv(x)))
+        h = fast.convolution(self.conv, layout.to_nhwc(x))
+        return layout.to_nchw(fast.bn_relu(self.bn, h))

@@ -152,3 +152,32 @@ class Net(chainer.Chain):
     def forward(self, x):
         return self.head(F.mean(F.relu(self.conv(x)), axis=(2, 3)))
 '''
+
+
+@pytest.fixture(scope='module')
+def predictor():
+    """A random-weight SqueezeNet at preset 32 with CIFAR-10's class names, for the server."""
+    import inference
+    from squeeze_net import SqueezeNet
+    from trainer.datasets import CIFAR10_NAMES
+
+    return inference.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
+
+
+def start_server(predictor, **options):
+    """A server on a free loopback port, serving from a thread: (server, thread)."""
+    import threading
+
+    import serving
+
+    server = serving.make_server(predictor, '127.0.0.1', 0, **options)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def stop_server(server, thread) -> None:
+    """Shut a ``start_server`` server down and wait for its thread."""
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=15)

@@ -17,36 +17,16 @@ import time
 
 import numpy as np
 import pytest
+from conftest import start_server, stop_server
 from PIL import Image
 from test_inference_faults import odd_tiff
 
-import inference
-import serving
 from benchmarks.serve_load import ServerProcess
 from serving import server as server_module
-from squeeze_net import SqueezeNet
 
 BODY = 256 * 2**10  # the test servers' largest upload
 BUDGET = 2**20  # their upload memory: four largest bodies
 CLIENTS = 50  # requests in flight when the stop signal comes
-
-
-@pytest.fixture(scope='module')
-def predictor():
-    return inference.Predictor(SqueezeNet(10), [str(i) for i in range(10)], preset='32')
-
-
-def start(predictor, **options):
-    server = serving.make_server(predictor, '127.0.0.1', 0, **options)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
-
-
-def stop(server, thread):
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=15)
 
 
 def png(seed=0, size=(40, 30)) -> bytes:
@@ -85,9 +65,9 @@ def declare(address, length, first=b'') -> socket.socket:
 def budgeted(predictor, monkeypatch):
     """A server whose upload budget four largest bodies fill, with a long request timeout."""
     monkeypatch.setattr(server_module, 'UPLOAD_MEMORY', BUDGET)
-    server, thread = start(predictor, max_bytes=BODY, timeout=20)
+    server, thread = start_server(predictor, max_bytes=BODY, timeout=20)
     yield server
-    stop(server, thread)
+    stop_server(server, thread)
 
 
 def test_idle_declarers_do_not_starve_an_honest_upload(budgeted):
@@ -146,7 +126,7 @@ def read_all_or_first_reply(sock) -> bytes:
 
 
 def test_shutdown_finishes_requests_in_flight_and_closes_idle_connections(predictor):
-    server, thread = start(predictor, drain=5)
+    server, thread = start_server(predictor, drain=5)
     address = server.server_address
     data = png(2)
     try:
@@ -175,7 +155,7 @@ def test_shutdown_finishes_requests_in_flight_and_closes_idle_connections(predic
 
 def test_the_drain_is_bounded(predictor):
     """A request that never completes is dropped after ``drain`` seconds."""
-    server, thread = start(predictor, drain=0.5, timeout=30)
+    server, thread = start_server(predictor, drain=0.5, timeout=30)
     try:
         with declare(server.server_address, 1000, b'12345'):
             time.sleep(0.3)
@@ -249,9 +229,9 @@ def test_a_stop_signal_under_load_drains_and_exits_0(number):
 
 @pytest.fixture(scope='module')
 def plain(predictor):
-    server, thread = start(predictor)
+    server, thread = start_server(predictor)
     yield server
-    stop(server, thread)
+    stop_server(server, thread)
 
 
 def form(parts, boundary='----formboundary123') -> tuple[bytes, dict]:

@@ -15,41 +15,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from conftest import start_server, stop_server
 from PIL import Image
 
 import inference
 import serving
 from benchmarks.serve_load import OVER_LIMIT, UNDER_LIMIT, ServerProcess, png_bomb
 from inference.images import BYTES_PER_PIXEL
-from squeeze_net import SqueezeNet
 
 TIMEOUT = 1.5  # the request deadline of the fixture's server, seconds
 IDLE = 0.5  # its keep-alive idle timeout
 
 
 @pytest.fixture(scope='module')
-def predictor():
-    return inference.Predictor(SqueezeNet(10), [str(i) for i in range(10)], preset='32')
-
-
-def start(predictor, **options):
-    server = serving.make_server(predictor, '127.0.0.1', 0, **options)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
-
-
-def stop(server, thread):
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-@pytest.fixture(scope='module')
 def server(predictor):
-    server, thread = start(predictor, timeout=TIMEOUT, idle_timeout=IDLE, max_pixels=100_000)
+    server, thread = start_server(predictor, timeout=TIMEOUT, idle_timeout=IDLE, max_pixels=100_000)
     yield server
-    stop(server, thread)
+    stop_server(server, thread)
 
 
 def png(seed=0, size=(40, 30)):
@@ -148,7 +130,7 @@ def test_slow_clients_hold_no_worker_and_do_not_delay_others(server):
 
 
 def test_connections_over_the_limit_get_503(predictor):
-    server, thread = start(predictor, max_connections=4, idle_timeout=10)
+    server, thread = start_server(predictor, max_connections=4, idle_timeout=10)
     held = [connect(server) for _ in range(4)]
     try:
         time.sleep(0.2)
@@ -161,7 +143,7 @@ def test_connections_over_the_limit_get_503(predictor):
     finally:
         for sock in held:
             sock.close()
-        stop(server, thread)
+        stop_server(server, thread)
 
 
 def test_pixels_over_the_limit_are_413_from_the_header(server):
@@ -268,13 +250,13 @@ def test_concurrent_images_share_forward_passes(predictor):
         sizes.append(len(images))
         return original(images)
 
-    server, thread = start(predictor)
+    server, thread = start_server(predictor)
     predictor.probabilities = counted
     try:
         with ThreadPoolExecutor(32) as pool:
             statuses = [status for status, _ in pool.map(lambda _: post(server, png()), range(64))]
     finally:
         del predictor.probabilities
-        stop(server, thread)
+        stop_server(server, thread)
     assert statuses == [200] * 64
     assert sum(sizes) == 64 and len(sizes) < 64 and max(sizes) <= inference.BATCH

@@ -8,16 +8,13 @@ CI (``CI`` set), where that is a failure: .ci/run installs them.
 import base64
 import os
 import shutil
-import threading
 
 import numpy as np
 import pytest
+from conftest import start_server, stop_server
 from PIL import Image
 
-import inference
-import serving
 from inference.images import open_image
-from squeeze_net import SqueezeNet
 from trainer.datasets import CIFAR10_NAMES
 
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
@@ -55,19 +52,10 @@ pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or '')
 
 
 @pytest.fixture(scope='module')
-def predictor():
-    return inference.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
-
-
-@pytest.fixture(scope='module')
 def server(predictor):
-    server = serving.make_server(predictor, '127.0.0.1', 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, thread = start_server(predictor)
     yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    stop_server(server, thread)
 
 
 @pytest.fixture(scope='module')

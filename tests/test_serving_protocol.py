@@ -9,30 +9,21 @@ import io
 import json
 import logging
 import socket
-import threading
 import time
 
 import numpy as np
 import pytest
+from conftest import start_server, stop_server
 from PIL import Image
 
-import inference
-import serving
 from serving import protocol
-from squeeze_net import SqueezeNet
-from trainer.datasets import CIFAR10_NAMES
 
 
 @pytest.fixture(scope='module')
-def server():
-    predictor = inference.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
-    server = serving.make_server(predictor, '127.0.0.1', 0, idle_timeout=5)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def server(predictor):
+    server, thread = start_server(predictor, idle_timeout=5)
     yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    stop_server(server, thread)
 
 
 @pytest.fixture(scope='module')

@@ -3,38 +3,28 @@
 import http.client
 import io
 import json
-import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from conftest import start_server, stop_server
 from PIL import Image
 
 import inference
 import serving
 from inference.images import open_image
-from squeeze_net import SqueezeNet
 from trainer.datasets import CIFAR10_NAMES
 
 MAX_BYTES = 20_000
 
 
 @pytest.fixture(scope='module')
-def predictor():
-    return inference.Predictor(SqueezeNet(10), CIFAR10_NAMES, preset='32')
-
-
-@pytest.fixture(scope='module')
 def server(predictor):
-    server = serving.make_server(predictor, '127.0.0.1', 0, max_bytes=MAX_BYTES)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, thread = start_server(predictor, max_bytes=MAX_BYTES)
     yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    stop_server(server, thread)
 
 
 def png(seed=0, size=(40, 30), mode='RGB'):
