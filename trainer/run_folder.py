@@ -777,12 +777,16 @@ class RunFolder:
         model = self.path / MODEL_FILE
         optimizer = self.path / OPTIMIZER_FILE
         weights = _strip(arrays, MODEL_PREFIX)
-        if self.settings is not None:  # what predict needs, inside the file (RECORD_KEY)
-            weights[RECORD_KEY] = np.asarray(json.dumps({'format': FORMAT, **self.settings}))
+        average = _strip(arrays, EMA_PREFIX)  # issue 27: model_ema.npz
+        if self.settings is not None:  # what predict needs, inside the files (RECORD_KEY)
+            record = np.asarray(json.dumps({'format': FORMAT, **self.settings}))
+            weights[RECORD_KEY] = record
+            if average:
+                average[RECORD_KEY] = record
         with deferred_signals():
             self._write(model, lambda: save_arrays(model, weights))
             self._write(optimizer, lambda: save_arrays(optimizer, _strip(arrays, OPTIMIZER_PREFIX)))
-            if average := _strip(arrays, EMA_PREFIX):  # issue 27: model_ema.npz
+            if average:
                 path = self.path / EMA_MODEL_FILE
                 self._write(path, lambda: save_arrays(path, average))
             self.write_log(log)
