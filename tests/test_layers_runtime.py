@@ -28,8 +28,28 @@ def probe(**env) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def test_kernels_run_on_the_workqueue_layer_with_the_blas_thread_count():
-    assert probe(OMP_NUM_THREADS='1') == {'layer': 'workqueue', 'threads': 1}
+def test_kernels_run_on_the_preferred_layer_with_the_blas_thread_count():
+    """oneTBB where it loads (the pinned stacks install it), else workqueue; never OpenMP."""
+    layer = 'tbb' if runtime.load_tbb() else 'workqueue'
+    assert probe(OMP_NUM_THREADS='1') == {'layer': layer, 'threads': 1}
+
+
+def test_tbb_is_installed_where_the_requirements_say():
+    """requirements*.txt install oneTBB on x86-64 Linux: there the kernels must run on it."""
+    import platform
+
+    if platform.machine() == 'x86_64' and sys.platform.startswith('linux'):
+        assert runtime.load_tbb() and runtime.preferred_layer() in (
+            'tbb',
+            os.environ.get('NUMBA_THREADING_LAYER'),
+        )
+
+
+def test_a_users_layer_wins(monkeypatch):
+    monkeypatch.setenv('NUMBA_THREADING_LAYER', 'workqueue')
+    assert runtime.preferred_layer() == 'workqueue'
+    monkeypatch.delenv('NUMBA_THREADING_LAYER')
+    assert runtime.preferred_layer() == ('tbb' if runtime.load_tbb() else 'workqueue')
 
 
 def test_a_users_numba_setting_wins():
