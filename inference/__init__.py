@@ -22,13 +22,6 @@ from inference.cli import (
     load_from_args,
 )
 from inference.export import Exported, ExportError, export_onnx
-from inference.images import (
-    BYTES_PER_PIXEL,
-    ImageTooLargeError,
-    open_image,
-    to_cifar,
-    to_cifar_image,
-)
 from inference.loading import BACKENDS, load_chainer_predictor, load_predictor
 from inference.onnx_backend import ModelInfo, OnnxForward, load_onnx_predictor, onnx_forward
 from inference.predictor import (
@@ -43,6 +36,13 @@ from inference.predictor import (
     preprocess,
     softmax,
     top_k,
+)
+from trainer.images import (
+    BYTES_PER_PIXEL,
+    ImageTooLargeError,
+    open_image,
+    to_cifar,
+    to_cifar_image,
 )
 
 __all__ = [

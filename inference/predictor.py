@@ -1,6 +1,6 @@
 """Classify images with a trained model, preprocessed exactly as the test set was.
 
-Each image is first made CIFAR-like (``inference.images.to_cifar``: 32x32 RGB), then the
+Each image is first made CIFAR-like (``trainer.images.to_cifar``: 32x32 RGB), then the
 preset's test transform runs on it unchanged (``make_transforms(preset)[1]``: resize to 128
 for '122', keep 32 for '32', normalize). The ``Predictor`` knows nothing of files: it is
 given a forward function (a Chainer link through ``ChainerForward``, or another backend's,
@@ -17,8 +17,8 @@ import chainer
 import numpy as np
 from PIL import Image
 
-from inference.images import open_image, to_cifar
 from trainer.errors import ImageError
+from trainer.images import open_image, to_cifar
 from trainer.transforms import make_transforms
 
 DEFAULT_TOP = 3
@@ -131,7 +131,7 @@ class Predictor:
         """One Result per path, in order; an unreadable file gets its error, the rest answers.
 
         Whatever decoding one file raises is that file's error; only what is not a regular
-        file (a FIFO, a device) is refused before reading (``inference.images.read_file``).
+        file (a FIFO, a device) is refused before reading (``trainer.images.read_file``).
 
         Each image is shrunk to 32x32 as soon as it is read, so long lists of large photos
         take little memory.

@@ -3,10 +3,10 @@
 import argparse
 
 from inference.cli import add_model_arguments
-from inference.images import BYTES_PER_PIXEL
 from serving.server import MAX_BYTES, MAX_PIXELS, TIMEOUT, WORKERS
 from trainer import validators
 from trainer.help_format import HelpFormatter
+from trainer.images import BYTES_PER_PIXEL
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ pass over 32 images costs about what 3 single ones do). Memory is bounded at eac
   at least the part of the time gone), so connections that declare large bodies and
   send nothing, or a byte now and then, cannot hold the budget that honest uploads need;
 - decoding: at most ``workers`` images at once, each within ``max_pixels`` read from its
-  header before decoding (``inference.images``), so about
+  header before decoding (``trainer.images``), so about
   ``workers * max_pixels * BYTES_PER_PIXEL`` in all; freed heap pages go back to the
   system after a large image (glibc's malloc_trim).
 
@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from inference.images import BYTES_PER_PIXEL, ImageTooLargeError, open_image, to_cifar_image
 from inference.predictor import BATCH, DEFAULT_TOP, ChainerForward, Predictor, top_k
 from layers import runtime
 from serving.protocol import (
@@ -64,6 +63,7 @@ from serving.protocol import (
 )
 from trainer import validators
 from trainer.errors import ImageError, ServeError
+from trainer.images import BYTES_PER_PIXEL, ImageTooLargeError, open_image, to_cifar_image
 
 logger = logging.getLogger('serving')
 

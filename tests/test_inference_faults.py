@@ -20,9 +20,9 @@ from PIL import Image
 
 import inference
 import main
-from inference.images import open_image, read_file
 from squeeze_net import SqueezeNet
 from trainer.errors import ImageError, RunFolderError
+from trainer.images import open_image, read_file
 from trainer.run_folder import write_atomically
 
 QUICK = 5.0  # seconds a refusal may take at most (it should take milliseconds)

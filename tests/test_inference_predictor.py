@@ -10,10 +10,10 @@ from PIL import Image
 
 import inference
 import main
-from inference.images import open_image, to_cifar
 from squeeze_net import SqueezeNet
 from trainer.datasets import CIFAR10_NAMES, CIFAR100_NAMES
 from trainer.errors import ModelFileError
+from trainer.images import open_image, to_cifar
 from trainer.run_folder import load_weights
 from trainer.transforms import make_transforms
 

@@ -21,7 +21,7 @@ from PIL import Image
 import inference
 import serving
 from benchmarks.serve_load import OVER_LIMIT, UNDER_LIMIT, ServerProcess, png_bomb
-from inference.images import BYTES_PER_PIXEL
+from trainer.images import BYTES_PER_PIXEL
 
 TIMEOUT = 1.5  # the request deadline of the fixture's server, seconds
 IDLE = 0.5  # its keep-alive idle timeout

@@ -14,8 +14,8 @@ import pytest
 from conftest import start_server, stop_server
 from PIL import Image
 
-from inference.images import open_image
 from trainer.datasets import CIFAR10_NAMES
+from trainer.images import open_image
 
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 CHROMEDRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'

@@ -14,8 +14,8 @@ from PIL import Image
 
 import inference
 import serving
-from inference.images import open_image
 from trainer.datasets import CIFAR10_NAMES
+from trainer.images import open_image
 
 MAX_BYTES = 20_000
 

@@ -8,7 +8,7 @@ lack a class but not add one. Files are JPEG, PNG, BMP or WebP by their suffix; 
 and hidden ones (``.DS_Store``) are ignored.
 
 Each image is decoded once, when the data set is loaded, by the predictor's own decoding
-(``inference.images``: EXIF orientation, alpha over white, greyscale, palette or 16-bit
+(``trainer.images``: EXIF orientation, alpha over white, greyscale, palette or 16-bit
 to RGB, a bilinear squash to 32x32), so that training and ``predict`` see the same pixels.
 32x32 uint8 is the stored size of every preset (the transforms resize and crop from it, as
 for CIFAR), so a folder trains exactly like a CIFAR archive, from one array allocated
@@ -31,6 +31,7 @@ import numpy as np
 
 from trainer.datasets import Cifar, Split
 from trainer.errors import DataError, ImageError
+from trainer.images import open_image, to_cifar
 
 logger = logging.getLogger(__name__)
 
@@ -188,12 +189,8 @@ def _check_not_emptied(folder: Path, classes: list[str], label_of: dict, labels)
 
 
 def _decoder(max_pixels: int | None) -> Callable[[Path], np.ndarray]:
-    """``path -> uint8 (3, 32, 32)``: the predictor's decoding, so both see the same pixels.
-
-    Imported here, not at the top: ``import trainer`` loads nothing of ``inference``
-    (tests/test_seams.py), and the decoding is used only when a folder is read.
-    """
-    from inference.images import open_image, to_cifar
+    """``path -> uint8 (3, 32, 32)``: the predictor's decoding (``trainer.images``, which
+    ``predict`` and ``serve`` use too), so both see the same pixels."""
 
     def decode(path: Path) -> np.ndarray:
         return to_cifar(open_image(path, max_pixels))

@@ -1,4 +1,6 @@
-"""Decode a user's image file and make it CIFAR-like, for prediction and serving.
+"""Decode a user's image file and make it CIFAR-like: for prediction and serving
+(``inference``, ``serving``) and for a folder of training images (``trainer.folders``), so
+that training and prediction see the same pixels.
 
 A user's image (any size, PNG or JPEG, any colour mode) is made to look like a CIFAR image:
 turned upright (EXIF), transparency composited over white, converted to RGB and squashed

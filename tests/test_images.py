@@ -1,4 +1,4 @@
-"""inference.images: the pixel limit from the header, JPEG draft decoding, the shrink-first
+"""trainer.images: the pixel limit from the header, JPEG draft decoding, the shrink-first
 pipeline (same answers as converting first, to rounding) and its memory per pixel."""
 
 import io
@@ -12,7 +12,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from benchmarks.serve_load import OVER_LIMIT, png_bomb
-from inference.images import (
+from trainer.errors import ImageError
+from trainer.images import (
     BYTES_PER_PIXEL,
     ROWS,
     ImageTooLargeError,
@@ -20,7 +21,6 @@ from inference.images import (
     to_cifar,
     to_cifar_image,
 )
-from trainer.errors import ImageError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,7 +133,7 @@ def test_the_result_is_a_32x32_rgb_image():
 MEASURE = """
 import resource, sys
 from benchmarks.serve_load import png_bomb
-from inference.images import open_image, to_cifar_image
+from trainer.images import open_image, to_cifar_image
 data = png_bomb(4000, 4000, *map(int, sys.argv[1:]))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 to_cifar_image(open_image(data))
