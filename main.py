@@ -19,7 +19,7 @@ import numpy as np
 import inference
 import serving
 import trainer
-from trainer import registry, signals, summary
+from trainer import distributed, registry, signals, summary
 
 INTERRUPTED = 130  # the shell's status for Ctrl-C (128 + SIGINT)
 TERMINATED = 143  # 128 + SIGTERM
@@ -39,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     with signals.stop_at_safe_points(), np.errstate(all='ignore'):  # NaN: one line, no warnings
         try:
             trainer.set_seed(options.seed)  # before building the model: seeds its weights
-            data = trainer.load_dataset(options.dataset, options.data, options.skip_bad_images)
-            arch = options.arch or registry.DEFAULT_ARCH
-            model = registry.build(arch, data.n_classes, **options.model_options)
-            trainer.train(model, options, data, command=['main.py', *argv])
+            with distributed.abort_all_on_error(options.communicator):  # under MPI: every rank
+                data = trainer.load_dataset(options.dataset, options.data, options.skip_bad_images)
+                arch = options.arch or registry.DEFAULT_ARCH
+                model = registry.build(arch, data.n_classes, **options.model_options)
+                trainer.train(model, options, data, command=['main.py', *argv])
             signals.safe_point()  # a signal noted after the last step
         except trainer.UserError as error:
             return _fail(error)

@@ -20,6 +20,7 @@ import pytest
 
 import main
 from squeeze_net import SqueezeNet
+from trainer.run_folder import RECORD_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 # The mpich wheel puts mpiexec beside the venv's python; a system MPI puts it on PATH.
@@ -35,6 +36,7 @@ import trainer  # first: trainer.compat lets Chainer import on NumPy 2
 import chainer
 from mpi4py import MPI
 from squeeze_net import SqueezeNet
+from trainer.run_folder import RECORD_KEY
 
 options = trainer.parse_args(sys.argv[1:])
 model = SqueezeNet(10)
@@ -110,8 +112,9 @@ def read_log(out: Path) -> list[dict]:
 
 
 def load_weights(path: Path) -> dict:
+    """The arrays of ``path`` but the run's record that ``model.npz`` carries."""
     with np.load(path) as arrays:
-        return dict(arrays)
+        return {key: value for key, value in arrays.items() if key != RECORD_KEY}
 
 
 def evaluate(model_path: Path, data: Path) -> tuple[float, float]:

@@ -256,3 +256,27 @@ def abort_on_error(comm: Communicator | None) -> Iterator[None]:
 
             set_abort_status(error)
         raise
+
+
+@contextlib.contextmanager
+def abort_all_on_error(communicator: str | None) -> Iterator[None]:
+    """``abort_on_error`` before the communicator exists (loading the data, building the
+    model): with ``--communicator`` under an mpiexec of several processes, an exception on
+    one rank ends every rank instead of leaving them waiting in their first collective."""
+    try:
+        yield
+    except BaseException as error:
+        if communicator is not None:
+            _abort_status(error)
+        raise
+
+
+def _abort_status(error: BaseException) -> None:
+    """Have MPI abort every rank when this one exits, if mpi4py is there and has several."""
+    try:
+        from mpi4py import MPI
+        from mpi4py.run import set_abort_status
+    except ImportError:  # no MPI: nothing to end but this process (its error says so)
+        return
+    if MPI.COMM_WORLD.Get_size() > 1:
+        set_abort_status(error)
