@@ -22,7 +22,7 @@ import numpy as np
 from chainer.serializers import npz
 
 from trainer.errors import ModelFileError
-from trainer.run_folder import model_arrays, read_npz, read_record_beside
+from trainer.run_folder import key_mismatch, model_arrays, read_npz, read_record_beside
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,9 @@ def plan(model: chainer.Link, path: str | os.PathLike, n_classes: int) -> tuple[
     raw = read_npz(path)
     kind, weights = model_arrays(raw, path)
     expected = npz.serialize(model)
-    missing = sorted(expected.keys() - weights.keys())
-    unknown = sorted(weights.keys() - expected.keys())
-    if missing or unknown:
+    if mismatch := key_mismatch(weights, expected):
         raise ModelFileError(
-            f'{path}: --init-from weights of another architecture{_recorded_arch(path)}: '
-            f"{len(missing)} of the model's {len(expected)} arrays missing{_example(missing)}, "
-            f'{len(unknown)} unknown{_example(unknown)}'
+            f'{path}: --init-from weights of another architecture{_recorded_arch(path)}: {mismatch}'
         )
     heads, file_classes = _head_arrays(path, weights, expected, n_classes)
     new_layers = {key.rpartition('/')[0] for key in heads}
@@ -191,10 +187,6 @@ def _recorded_arch(path) -> str:
     record = read_record_beside(path)
     arch = record['settings'].get('arch') if record else None
     return f' (arch {arch}, says its run.json)' if arch else ''
-
-
-def _example(keys: list[str]) -> str:
-    return f' (e.g. {keys[0]})' if keys else ''
 
 
 def _sha256(path: str | os.PathLike) -> str:

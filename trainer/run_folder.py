@@ -431,14 +431,8 @@ def check_shapes(
     """Raise ModelFileError unless the keys, shapes and dtypes of ``weights`` (arrays, or
     what a file's headers declare) are exactly ``model``'s."""
     expected = npz.serialize(model)
-    missing = sorted(expected.keys() - weights.keys())
-    unknown = sorted(weights.keys() - expected.keys())
-    if missing or unknown:
-        raise ModelFileError(
-            f"{path}: {kind} weights of another architecture: {len(missing)} of the model's "
-            f'{len(expected)} arrays missing{_example(missing)}, {len(unknown)} '
-            f'unknown{_example(unknown)}'
-        )
+    if mismatch := key_mismatch(weights, expected):
+        raise ModelFileError(f'{path}: {kind} weights of another architecture: {mismatch}')
     wrong = [
         (key, tuple(weights[key].shape), np.shape(value))
         for key, value in sorted(expected.items())
@@ -466,6 +460,19 @@ def _initialized(value) -> bool:
     """False for an uninitialized parameter (serialized as None), which takes any shape."""
     dtype = getattr(value, 'dtype', None)
     return dtype is not None and dtype.kind != 'O'
+
+
+def key_mismatch(weights: dict, expected: dict) -> str | None:
+    """None when ``weights`` has exactly the keys of ``expected``, else what differs, for a
+    one-line error: "N of the model's M arrays missing (e.g. ...), K unknown (e.g. ...)"."""
+    missing = sorted(expected.keys() - weights.keys())
+    unknown = sorted(weights.keys() - expected.keys())
+    if not missing and not unknown:
+        return None
+    return (
+        f"{len(missing)} of the model's {len(expected)} arrays missing{_example(missing)}, "
+        f'{len(unknown)} unknown{_example(unknown)}'
+    )
 
 
 def _example(keys: list[str]) -> str:
