@@ -5,7 +5,7 @@
     python main.py serve -m RUN/model.npz [--port 8000]     (a web page at /)
     python main.py export -m RUN/model.npz -o model.onnx    (then predict or serve model.onnx)
     python main.py --dataset folder --data ROOT              (ROOT/train/<class>/, ROOT/test/)
-    python main.py summarize RUN [RUN ...] [--target 0.9] [--json]
+    python main.py summarize RUN [RUN ...] [--target 0.9] [--json | --markdown]
 
 Any registered architecture or import path trains, predicts and serves the same way
 (``--arch package.module:Factory``); see trainer.registry.
@@ -121,7 +121,8 @@ def summarize(argv: list[str]) -> int:
         result = summary.summarize(args.runs, args.target)
     except trainer.UserError as error:
         return _fail(error)
-    print(summary.format_json(result) if args.json else summary.format_text(result))
+    fmt = summary.format_json if args.json else summary.format_text
+    print((summary.format_markdown if args.markdown else fmt)(result))
     return 0
 
 

@@ -76,6 +76,14 @@ def test_text_and_json(tmp_path, capsys):
     assert [run['final_test'] for run in result['runs']] == [0.7, 0.9]
     assert result['spread']['best_test']['n'] == 2 and result['differing'] == {'lr': [0.1, 0.05]}
     assert result['shared'] is False and result['target'] is None
+    assert main.main(['summarize', str(a), str(b), '--markdown']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith('| run | epochs | final test |') and lines[1].startswith('|---|--:|')
+    assert lines[2].startswith(f'| {a} | 2 | 70.00 % |') and len(lines[2].split('|')) == 9
+    assert lines[4].startswith('| **mean ± sd (2 runs)** |  | **80.00 ± 14.14 %** |')
+    assert lines[-1] == 'settings differ: lr (0.1 / 0.05)'
+    with pytest.raises(SystemExit):
+        main.main(['summarize', str(a), '--json', '--markdown'])
 
 
 def test_one_run_and_a_validation_split(tmp_path):

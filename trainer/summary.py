@@ -281,6 +281,42 @@ def format_json(summary: Summary) -> str:
 
 def format_text(summary: Summary) -> str:
     """A table: one row per run, then mean ± sd over the runs, then how the settings compare."""
+    header, rows, spread = _table(summary)
+    table = [header, *rows, spread]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = [
+        '  '.join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in table
+    ]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    lines.insert(len(lines) - 1, '  '.join('-' * w for w in widths))
+    lines.append(_settings_text(summary))
+    return '\n'.join(line.rstrip() for line in lines)
+
+
+def format_markdown(summary: Summary) -> str:
+    """The text table as Markdown (for a README), the spread row in bold, then the settings
+    line as a paragraph."""
+    header, rows, spread = _table(summary)
+    spread = [f'**{cell}**' if cell else '' for cell in spread]
+    lines = [
+        '| ' + ' | '.join(header) + ' |',
+        '|' + '|'.join(['---'] + ['--:'] * (len(header) - 1)) + '|',
+        *('| ' + ' | '.join(_escape(cell) for cell in row) + ' |' for row in [*rows, spread]),
+    ]
+    settings = _settings_text(summary)
+    return '\n'.join(lines) + (f'\n\n{settings}' if settings else '')
+
+
+def _escape(cell: str) -> str:
+    return cell.replace('|', '\\|')
+
+
+def _table(summary: Summary) -> tuple[list[str], list[list[str]], list[str]]:
+    """The header, one row of cells per run and the mean ± sd row."""
     has_val = summary.spread['best_val'].n > 0
     columns = [
         ('epochs', lambda r: str(r.epochs), None),
@@ -308,20 +344,7 @@ def format_text(summary: Summary) -> str:
     spread = [f'mean ± sd ({n} run{"s" if n != 1 else ""})']
     for _, _, name in columns:
         spread.append(_spread_text(name, summary.spread.get(name), n))
-    header = ['run'] + [title for title, _, _ in columns]
-    table = [header, *rows, spread]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = [
-        '  '.join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in table
-    ]
-    lines.insert(1, '  '.join('-' * w for w in widths))
-    lines.insert(len(lines) - 1, '  '.join('-' * w for w in widths))
-    lines.append(_settings_text(summary))
-    return '\n'.join(line.rstrip() for line in lines)
+    return ['run'] + [title for title, _, _ in columns], rows, spread
 
 
 def _spread_text(name: str | None, spread: Spread | None, runs: int) -> str:
@@ -412,5 +435,9 @@ def build_parser(prog: str = 'summarize') -> argparse.ArgumentParser:
         help='also the wall time and epoch at which the test accuracy first reached this '
         '(0.93, 93 or 93%%)',
     )
-    parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    output.add_argument(
+        '--markdown', action='store_true', help='print the table as Markdown (for a README)'
+    )
     return parser
