@@ -170,3 +170,33 @@ def test_latency_per_batch_size_against_the_peer(tmp_path, capsys):
         assert ratios['1'] == pytest.approx(8.0 / result['latency_ms']['1']['median'])
     with pytest.raises(SystemExit):
         benchmark.build_parser().parse_args(['--latency', '0,4'])
+
+
+def test_convs_traces_each_shape_and_compares_with_the_peer(tmp_path, capsys, monkeypatch):
+    from benchmarks import convs
+
+    counts = convs.shapes('resnet20', 2, 32)
+    # ResNet-20: the stem, 6 + 5 + 5 unstrided 3x3s, 2 strided 3x3s and 2 projections.
+    assert counts[(2, 3, 32, 32, 16, 3, 3, 3, 1, 1)] == 1
+    assert counts[(2, 16, 32, 32, 16, 16, 3, 3, 1, 1)] == 6
+    assert counts[(2, 32, 16, 16, 32, 32, 3, 3, 1, 1)] == 5
+    assert counts[(2, 16, 32, 32, 32, 16, 1, 1, 2, 0)] == 1
+    assert sum(counts.values()) == 21
+    assert convs.flops((2, 16, 32, 32, 32, 16, 3, 3, 2, 1)) == 2 * 2 * 16 * 16 * 32 * 16 * 9
+    peer = tmp_path / 'torch_convs.py'  # a stand-in: 1 ms for everything
+    peer.write_text(
+        'import json, sys\nkeys = json.load(sys.stdin)\n'
+        'print(json.dumps([{f"{l}_{p}_ms": 1.0 for l in ("nchw", "cl") '
+        'for p in ("forward", "train")} for _ in keys]))'
+    )
+    monkeypatch.setattr(convs, 'HERE', tmp_path)
+    argv = ['--arch', 'resnet20', '--size', '8', '--batch', '2', '--repeat', '1']
+    assert convs.main(argv + ['--torch-python', sys.executable, '--json']) == 0
+    out = capsys.readouterr().out
+    table, figures = out[: out.index('\n{')], json.loads(out[out.index('\n{') :])
+    assert '| convolution | count | ours | GEMMs alone | PyTorch NCHW | PyTorch CL |' in table
+    assert '| 16->16 3x3/1 @8x8 | 6 |' in table and '| all, one step |' in table
+    assert figures['peak_gflops'] > 0 and len(figures['rows']) == 8
+    for row in figures['rows']:
+        assert row['forward_ms'] > 0 and row['train_ms'] > 0 and row['gemm_train_ms'] > 0
+        assert row['torch_cl_train_ms'] == 1.0
