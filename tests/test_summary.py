@@ -23,8 +23,10 @@ SETTINGS = {
 }
 
 
-def write_run(folder: Path, accuracies, settings=None, val=None, rate=100.0, step=10.0) -> Path:
-    """A run folder whose log has these test accuracies (and val ones), one per epoch."""
+def write_run(
+    folder: Path, accuracies, settings=None, val=None, rate=100.0, step=10.0, ema=None
+) -> Path:
+    """A run folder whose log has these test accuracies (and val and EMA ones), one per epoch."""
     folder.mkdir(parents=True)
     log = []
     for epoch, value in enumerate(accuracies, 1):
@@ -38,6 +40,8 @@ def write_run(folder: Path, accuracies, settings=None, val=None, rate=100.0, ste
         }
         if val is not None:
             entry['val/main/accuracy'] = val[epoch - 1]
+        if ema is not None:
+            entry['validation_ema/main/accuracy'] = ema[epoch - 1]
         log.append(entry)
     (folder / 'log.json').write_text(json.dumps(log))
     if settings is not False:
@@ -158,3 +162,15 @@ def _log(folder: Path, text: str) -> Path:
     folder.mkdir()
     (folder / 'log.json').write_text(text)
     return folder
+
+
+def test_the_averaged_weights_accuracy_where_a_run_kept_them(tmp_path):
+    a = write_run(tmp_path / 'a', [0.5, 0.7], {'seed': 1}, ema=[0.4, 0.75])
+    b = write_run(tmp_path / 'b', [0.6, 0.6], {'seed': 2}, ema=[0.65, 0.55])
+    summary = summarize([a, b])
+    assert [(r.final_ema, r.best_ema) for r in summary.runs] == [(0.75, 0.75), (0.55, 0.65)]
+    assert math.isclose(summary.spread['final_ema'].mean, 0.65)
+    text = format_text(summary)
+    assert 'final EMA' in text and 'best EMA' in text and '65.00 ± 14.14 %' in text
+    plain = format_text(summarize([write_run(tmp_path / 'c', [0.5])]))
+    assert 'EMA' not in plain

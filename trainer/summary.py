@@ -4,7 +4,8 @@ One run's final accuracy is not a result (airbench reports the mean of many runs
 of CIFAR repos differ from their READMEs by 0.3 to 1.8 points). ``summarize`` reads each
 run folder's ``log.json`` and ``run.json`` (``trainer.run_folder``) and gives, per run and
 as mean ± standard deviation over the runs: the final and best test accuracy and the epoch
-of the best (and the same for a held-out validation split, where the log has one), the
+of the best (and the same for a held-out validation split, where the log has one, and the
+final and best test accuracy of the averaged weights, where the run kept them), the
 training images/s, the wall time, and the time and epoch at which the test accuracy first
 reached ``target``. It says whether the runs share their settings and names the keys that
 differ. Runs of different data sets are refused: their accuracies do not average.
@@ -26,6 +27,8 @@ from trainer.run_folder import LOG_FILE, RUN_FILE
 # ``test/...`` should the keys be renamed), and a held-out validation split's.
 TEST_KEYS = ('test/main/accuracy', 'validation/main/accuracy')
 VAL_KEYS = ('val/main/accuracy',)
+# The test accuracy of the averaged weights (``--ema-decay``), where the run kept them.
+EMA_KEYS = ('test_ema/main/accuracy', 'validation_ema/main/accuracy')
 # Settings that say which data set a run measured: runs must agree on them.
 DATA_KEYS = ('dataset', 'class_names', 'test_images')
 # Settings every run has its own of, and that say nothing about the recipe.
@@ -44,6 +47,7 @@ class RunSummary:
         final_val, best_val, best_val_epoch: the same for a validation split, if logged.
         test_at_best_val: the test accuracy at the epoch of the best validation accuracy
             (the number to report when the epoch is chosen).
+        final_ema, best_ema: the averaged weights' final and best test accuracy, if logged.
         images_per_sec: mean training images/s over the epochs.
         wall_time: elapsed time at the last epoch (all sessions of a resumed run).
         target_time, target_epoch: when the test accuracy first reached the target.
@@ -59,6 +63,8 @@ class RunSummary:
     best_val: float | None
     best_val_epoch: int | None
     test_at_best_val: float | None
+    final_ema: float | None
+    best_ema: float | None
     images_per_sec: float | None
     wall_time: float | None
     target_time: float | None
@@ -107,6 +113,8 @@ FIGURES = (
     'best_val',
     'best_val_epoch',
     'test_at_best_val',
+    'final_ema',
+    'best_ema',
     'images_per_sec',
     'wall_time',
     'target_time',
@@ -153,6 +161,8 @@ def read_run(folder: Path, target: float | None = None) -> RunSummary:
     best_val_epoch, best_val = max(vals, key=lambda p: (p[1], -p[0])) if vals else (None, None)
     by_epoch = {e['epoch']: e for e in log}
     test_at_best_val = by_epoch[best_val_epoch].get(test_key) if vals else None
+    ema_key = _key(log, EMA_KEYS)
+    emas = [e[ema_key] for e in log if ema_key in e] if ema_key else []
     rates = [e['train/images_per_sec'] for e in log if 'train/images_per_sec' in e]
     reached = next((e for e in log if target is not None and e.get(test_key, 0) >= target), None)
     return RunSummary(
@@ -165,6 +175,8 @@ def read_run(folder: Path, target: float | None = None) -> RunSummary:
         best_val=best_val,
         best_val_epoch=best_val_epoch,
         test_at_best_val=test_at_best_val,
+        final_ema=emas[-1] if emas else None,
+        best_ema=max(emas) if emas else None,
         images_per_sec=sum(rates) / len(rates) if rates else None,
         wall_time=log[-1].get('elapsed_time'),
         target_time=reached.get('elapsed_time') if reached else None,
@@ -331,6 +343,11 @@ def _table(summary: Summary) -> tuple[list[str], list[list[str]], list[str]]:
             ('at epoch', lambda r: _int(r.best_val_epoch), 'best_val_epoch'),
             ('test there', lambda r: _pct(r.test_at_best_val), 'test_at_best_val'),
         ]
+    if summary.spread['final_ema'].n > 0:
+        columns += [
+            ('final EMA', lambda r: _pct(r.final_ema), 'final_ema'),
+            ('best EMA', lambda r: _pct(r.best_ema), 'best_ema'),
+        ]
     columns += [
         ('images/s', lambda r: _num(r.images_per_sec), 'images_per_sec'),
         ('wall time', lambda r: _time(r.wall_time), 'wall_time'),
@@ -351,6 +368,7 @@ def _spread_text(name: str | None, spread: Spread | None, runs: int) -> str:
     if name is None or spread is None or spread.mean is None:
         return ''
     percent = name in ('final_test', 'best_test', 'final_val', 'best_val', 'test_at_best_val')
+    percent = percent or name in ('final_ema', 'best_ema')
     if percent:
         mean, std = 100 * spread.mean, None if spread.std is None else 100 * spread.std
         text = f'{mean:.2f}' + ('' if std is None else f' ± {std:.2f}') + ' %'
