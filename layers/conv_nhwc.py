@@ -175,8 +175,25 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         """The branch's columns of ``out`` (2-D, from ``start``) = conv(x) + bias (+ the
         same columns of ``onto``, when it has rows), image blocks per thread; with ``norm``
         (scale, shift), conv(relu(x * scale + shift))."""
-        x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch, norm is not None)
         scale, shift = (np.empty(0, x.dtype),) * 2 if norm is None else norm
+        if _shifted(x, w, branch):
+            x, n, out_h, out_w = np.ascontiguousarray(x), *self._geometry(x, w, branch)
+            threads = conv_blocks.threads()
+            chunks = -(-threads // n)  # bands of rows an image: every thread has work
+            rows = -(-out_h // chunks)
+            (_, _, width, c), (o, _, kh, kw), p = x.shape, w.shape, branch.pad
+            slabs = workspace.scratch(
+                'slab', (threads, (rows + kh - 1) * (width + 2 * p) * c), x.dtype
+            )
+            wides = workspace.scratch('wide', (threads, rows * (width + 2 * p) * o), x.dtype)
+            wt = np.ascontiguousarray(_weight_matrix(w).T)
+            with blas.one_thread():
+                conv_blocks.forward_shifted(
+                    x, scale, shift, wt, bias, onto, out, start, slabs, wides, chunks,
+                    kh, kw, p, p, out_h, out_w,
+                )  # fmt: skip
+            return
+        x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch, norm is not None)
         with blas.one_thread():
             conv_blocks.forward(
                 x, scale, shift, wm, bias, onto, out, start, cols, imgs, *geometry, direct
@@ -236,14 +253,31 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         the branch's output gradient is ``gy2``'s columns from ``start``."""
         ix, iw, ib = index
         dtype = gy2.dtype
-        x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch)
+        shifted = _shifted(x, w, branch)
+        if shifted:
+            x, wm = np.ascontiguousarray(x), np.ascontiguousarray(_weight_matrix(w))
+            parts = conv_blocks.threads()
+        else:
+            x, wm, cols, imgs, geometry, direct = self._block_args(x, w, branch)
+            parts = cols.shape[0]
         o, k = wm.shape
-        parts = cols.shape[0]
         gw = np.zeros((parts if wanted[iw] else 0, o, k), dtype)
         gb = np.zeros((parts if ib is not None and wanted[ib] else 0, o), np.float64)
         gx = workspace.array(x.shape, dtype) if wanted[ix] else np.empty((0, 1, 1, 1), dtype)
-        with blas.one_thread():
-            conv_blocks.backward(x, wm, gy2, start, gw, gb, gx, cols, imgs, *geometry, direct)
+        if shifted:
+            _, out_h, out_w = self._geometry(x, w, branch)
+            (_, h, width, c), (_, _, kh, kw), p = x.shape, w.shape, branch.pad
+            padded = (h + 2 * p) * (width + 2 * p) * c
+            slabs = workspace.scratch('slab', (parts, padded), dtype)
+            wides = workspace.scratch('wide', (parts, out_h * (width + 2 * p) * o), dtype)
+            gxps = workspace.scratch('gxp', (parts, padded), dtype)
+            with blas.one_thread():
+                conv_blocks.backward_shifted(
+                    x, wm, gy2, start, gw, gb, gx, slabs, wides, gxps, kh, kw, p, p, out_h, out_w
+                )
+        else:
+            with blas.one_thread():
+                conv_blocks.backward(x, wm, gy2, start, gw, gb, gx, cols, imgs, *geometry, direct)
         grads = {}
         if wanted[iw]:
             grads[iw] = _weight_from_matrix(gw.sum(axis=0), w.shape)
@@ -291,6 +325,13 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 y = F.bias(y, b)
             ys.append(F.reshape(y, (n, out_h, out_w, o)))
         return (F.concat(ys, axis=3) if len(ys) > 1 else ys[0],)
+
+
+def _shifted(x: np.ndarray, w: np.ndarray, branch: Branch) -> bool:
+    """Whether this convolution runs as shifted GEMMs (``conv_blocks.shifted_pays``)."""
+    _, h, width, c = x.shape
+    o, _, kh, kw = w.shape
+    return conv_blocks.shifted_pays(c, o, h, width, kh, kw, branch.stride)
 
 
 def _normalized(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:

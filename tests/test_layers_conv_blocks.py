@@ -214,3 +214,91 @@ def test_one_image_is_shared_out_by_rows(case, rng):
     assert np.isfinite(cols[0, :half]).all() and np.isfinite(cols[1, : out * out - half]).all()
     expected = reference(x, w, gy, k, s, p)[0]
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+# --- shifted GEMMs (stride 1, no im2col) --------------------------------------------------
+
+# (images, side, in channels, out channels, ksize, stride 1, pad)
+SHIFTED = [
+    (3, 7, 4, 5, 3, 1, 1),
+    (2, 6, 8, 3, 5, 1, 2),
+    (4, 5, 3, 6, 3, 1, 0),
+    (1, 9, 16, 16, 3, 1, 1),
+]
+
+
+def run_shifted(case, x, w, gy, out, parts, chunks, extra=0, scale=NONE, bias=None, onto=None):
+    """forward_shifted and backward_shifted, output and gradient in column slices of wider
+    arrays (beside columns checked untouched), scratch full of NaN (every value used is
+    written first)."""
+    n, side, c, o, k, _, p = case
+    dtype = x.dtype
+    wp = side + 2 * p
+    rows = -(-out // chunks)
+    slabs = np.full((parts, max(rows + k - 1, side + 2 * p) * wp * c), np.nan, dtype)
+    wides = np.full((parts, out * wp * o), np.nan, dtype)
+    gxps = np.full((parts, (side + 2 * p) * wp * c), np.nan, dtype)
+    wide = np.full((n * out * out, o + extra), 7.0, dtype)
+    wide[:, extra:] = np.nan
+    bias = np.zeros(o, dtype) if bias is None else bias
+    onto = np.empty((0, 0), dtype) if onto is None else onto
+    with blas.one_thread():
+        conv_blocks.forward_shifted(
+            x, *scale, np.ascontiguousarray(w.T), bias, onto, wide, extra, slabs, wides, chunks,
+            k, k, p, p, out, out,
+        )  # fmt: skip
+    gwide = np.full((n * out * out, o + extra), np.inf, dtype)
+    gwide[:, extra:] = gy.reshape(-1, o)
+    gw = np.zeros((parts, o, w.shape[1]), dtype)
+    gb = np.zeros((parts, o))
+    gx = np.full(x.shape, np.nan, dtype)
+    with blas.one_thread():
+        conv_blocks.backward_shifted(
+            x, w, gwide, extra, gw, gb, gx, slabs, wides, gxps, k, k, p, p, out, out
+        )
+    assert (wide[:, :extra] == 7.0).all()
+    return wide[:, extra:], gw.sum(axis=0), gb.sum(axis=0), gx
+
+
+@pytest.mark.parametrize('case', SHIFTED)
+@pytest.mark.parametrize('parts, chunks, extra', [(1, 1, 0), (2, 1, 3), (2, 2, 0), (5, 3, 2)])
+def test_shifted_gemms_equal_a_float64_im2col(case, parts, chunks, extra, rng):
+    """Any kernel size and padding, images (and bands of rows) over any part count, the
+    output a whole array or a column slice of one."""
+    x, w, gy, out = setup(case, rng)
+    ref = reference(x, w, gy, case[4], 1, case[6])
+    got = run_shifted(case, x, w, gy, out, parts, chunks, extra)
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a, b.reshape(a.shape), rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+def test_shifted_gemms_add_bias_bypass_and_normalize_the_input(rng):
+    case = SHIFTED[0]
+    n, _, c, o, k, _, p = case
+    x, w, gy, out = setup(case, rng)
+    scale = rng.normal(size=c).astype(np.float32), rng.normal(size=c).astype(np.float32)
+    bias = rng.normal(size=o).astype(np.float32)
+    for extra in (0, 2):
+        onto = rng.normal(size=(n * out * out, o + extra)).astype(np.float32)
+        y = run_shifted(case, x, w, gy, out, 2, 1, extra, scale, bias, onto)[0]
+        h = np.maximum(x * scale[0] + scale[1], 0)  # padding stays 0, not relu(shift)
+        expected = reference(h, w, gy, k, 1, p)[0] + bias + onto[:, extra:]
+        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_shifted_float64_agrees_to_rounding(rng):
+    case = SHIFTED[1]
+    x, w, gy, out = setup(case, rng, np.float64)
+    ref = reference(x, w, gy, case[4], 1, case[6])
+    for a, b in zip(run_shifted(case, x, w, gy, out, 3, 1), ref, strict=True):
+        np.testing.assert_allclose(a, b.reshape(a.shape), rtol=1e-12, atol=1e-12)
+
+
+def test_which_convolutions_take_the_shifted_gemms():
+    pays = conv_blocks.shifted_pays
+    assert pays(16, 16, 32, 32, 3, 3, 1) and pays(64, 64, 8, 8, 3, 3, 1)  # ResNet-20's
+    assert not pays(16, 16, 32, 32, 3, 3, 2)  # strided
+    assert not pays(16, 16, 32, 32, 1, 1, 1)  # 1x1: no im2col to save
+    assert not pays(16, 64, 31, 31, 3, 3, 1)  # SqueezeNet's expands: more out than in
+    assert not pays(64, 64, 32, 32, 3, 3, 1)  # large GEMMs: im2col's use the cores better
+    assert not pays(3, 3, 32, 32, 3, 3, 1)  # an image's few channels
