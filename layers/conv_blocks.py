@@ -349,14 +349,16 @@ def backward(x, wm, g, start, gw, gb, gx, cols, imgs, kh, kw, sy, sx, py, px, ou
 def shifted_pays(c: int, o: int, h: int, w: int, kh: int, kw: int, stride: int) -> bool:
     """Whether a convolution of an (h, w, c) image into o channels runs as shifted GEMMs
     (``forward_shifted``, ``backward_shifted``) rather than im2col: stride 1, a kernel wider
-    than a pixel, and small: at most 64 channels in, no more out than in, at most 16384
-    input values an image. Measured one thread against the im2col kernels (forward,
-    backward): 16 -> 16 channels at 32x32 1.3x and 1.7x faster, 32 -> 32 at 16x16 1.1x and
-    1.3x, 64 -> 64 at 8x8 1.1x and 1.1x; slower where the GEMMs get larger (64 -> 64 at
-    32x32: 0.95x, 0.9x) or o > c (SqueezeNet's expands, 16 -> 64 at 31x31: 0.9x, 0.7x),
-    whose GEMMs on kh * kw * c columns use the cores better than kh * kw on c."""
-    small = c <= 64 and o <= c and h * w * c <= 16384
-    return stride == 1 and kh * kw > 1 and small and c >= FEW_CHANNELS
+    than a pixel, at most 64 channels in and no more out, at most 16384 input values an
+    image, and rows of at least 8 (kw - 1) pixels (the extra columns at most an eighth).
+    Measured one thread, forward + backward against the im2col kernels
+    (``benchmarks.convs``): 16 -> 16 channels at 32x32 and 32 -> 32 at 16x16 1.8 times
+    faster; slower where the GEMMs get short (64 -> 64 at 8x8: 0.55x, its rows of 8 pixels
+    computed 10 wide) or large (64 -> 64 at 32x32: 0.9x), or where o > c (SqueezeNet's
+    expands, 16 -> 64 at 31x31: 0.8x): there im2col's GEMMs on kh * kw * c columns use the
+    cores better than kh * kw GEMMs on c."""
+    small = 8 <= c <= 64 and o <= c and h * w * c <= 16384
+    return stride == 1 and kh * kw > 1 and small and w >= 8 * (kw - 1)
 
 
 @_inline

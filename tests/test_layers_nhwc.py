@@ -63,8 +63,8 @@ CONV_CASES = [
     [(5, 4, 3, 1, 1, 6)],
     [(3, 4, 3, 2, 0, 9)],
     [(4, 3, 1, 1, 0, 6), (4, 5, 3, 1, 1, 6)],  # a Fire module's expands into one buffer
-    [(8, 8, 3, 1, 1, 6)],  # shifted GEMMs (conv_blocks.shifted_pays)
-    [(8, 4, 1, 1, 0, 6), (8, 8, 3, 1, 1, 6)],  # shifted GEMMs into a column slice
+    [(8, 8, 3, 1, 1, 16)],  # shifted GEMMs (conv_blocks.shifted_pays)
+    [(8, 4, 1, 1, 0, 16), (8, 8, 3, 1, 1, 16)],  # shifted GEMMs into a column slice
 ]
 
 
