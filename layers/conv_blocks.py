@@ -12,6 +12,11 @@ gradient is summed in float64 from the output gradient's rows while they are in 
 Partial sums are added in thread order, so results depend on the thread count only.
 
 A 1x1 stride-1 convolution needs no im2col: its blocks multiply the input rows as they are.
+A stride-1 k x k convolution of few channels needs none either (``forward_shifted``,
+``backward_shifted``): each kernel tap is one GEMM on the zero-padded image read at an
+offset, the output rows computed as wide as the padded input; the GEMMs are k * k times
+shorter, but nothing is copied k * k times, which is what im2col costs at 16 to 32
+channels (``shifted_pays`` says where it wins).
 The GEMMs are OpenBLAS's own ``cblas_?gemm`` (``blas.address``), registered under a fixed
 symbol name when this module is imported, so the compiled kernels can be cached on disk like
 the others. Call the kernels only where ``available`` says so: without the symbols they
