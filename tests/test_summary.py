@@ -174,3 +174,14 @@ def test_the_averaged_weights_accuracy_where_a_run_kept_them(tmp_path):
     assert 'final EMA' in text and 'best EMA' in text and '65.00 ± 14.14 %' in text
     plain = format_text(summarize([write_run(tmp_path / 'c', [0.5])]))
     assert 'EMA' not in plain
+
+
+def test_tables_of_settings_are_compared_entry_by_entry(tmp_path):
+    tricks = {'mixup': 0.0, 'ema_decay': 0.0, 'tta': False}
+    a = write_run(tmp_path / 'a', [0.5], {'tricks': tricks})
+    b = write_run(tmp_path / 'b', [0.6], {'tricks': {**tricks, 'mixup': 0.8, 'tta': True}})
+    summary = summarize([a, b])
+    assert summary.differing == {'tricks.mixup': [0.0, 0.8], 'tricks.tta': [False, True]}
+    assert 'settings differ: tricks.mixup (0.0 / 0.8), tricks.tta (false / true)' in format_text(
+        summary
+    )

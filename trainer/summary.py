@@ -249,12 +249,25 @@ def _check_same_data(runs: list[RunSummary]) -> None:
 
 
 def _differing(runs: list[RunSummary]) -> dict[str, list]:
-    keys = sorted({key for run in runs for key in run.settings} - set(OWN_KEYS))
+    """Setting -> each run's value, for the settings that differ; a setting that is a table
+    (``tricks``, ``model_options``) is compared entry by entry (``tricks.mixup``)."""
+    flat = [_flatten(run.settings) for run in runs]
+    keys = sorted({key for settings in flat for key in settings} - set(OWN_KEYS))
     return {
-        key: [run.settings.get(key) for run in runs]
+        key: [settings.get(key) for settings in flat]
         for key in keys
-        if any(run.settings.get(key) != runs[0].settings.get(key) for run in runs)
+        if any(settings.get(key) != flat[0].get(key) for settings in flat)
     }
+
+
+def _flatten(settings: dict) -> dict:
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update({f'{key}.{inner}': v for inner, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
 
 
 def _spread(values: list) -> Spread:
