@@ -31,6 +31,26 @@ def test_lr_drops_are_found_despite_rounding():
     assert plots.lr_drops(LOG[:2]) == []
 
 
+def test_a_cosine_schedule_and_its_warm_up_mark_no_drop():
+    # --recipe modern at 15 epochs, as logged: warm-up, then the cosine down to about 0
+    rates = [0.05, 0.1, 0.09855, 0.09428, 0.08743, 0.07841, 0.06775, 0.05605, 0.04398]
+    rates += [0.03228, 0.02161, 0.01259, 0.005731, 0.001456, 2.392e-09]
+    log = [{'epoch': i + 1, 'lr': lr} for i, lr in enumerate(rates)]
+    assert plots.lr_drops(log) == []
+    steps = [0.1] * 4 + [0.01] * 2 + [0.001] * 2  # the step schedule of 8 epochs
+    assert plots.lr_drops([{'epoch': i + 1, 'lr': lr} for i, lr in enumerate(steps)]) == [4, 6]
+
+
+def test_the_averaged_weights_have_their_test_curve(tmp_path, monkeypatch):
+    figures, plt = capture(monkeypatch)
+    log = [{**entry, 'validation_ema/main/accuracy': 0.3} for entry in LOG]
+    plots.draw(tmp_path, log)
+    axes = dict(figures)['accuracy.jpg'].axes[0]
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert labels[:3] == ['train', 'test', 'test, averaged weights']
+    plt.close('all')
+
+
 def capture(monkeypatch):
     """The axes of the figures draw() makes, instead of saving them."""
     import matplotlib

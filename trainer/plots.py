@@ -6,7 +6,8 @@ glance: the loss axis is logarithmic (a test loss of 100+ in the first epochs no
 flattens the rest into a line), the x axis shows whole epochs even for a one-epoch run,
 the epochs where the lr drops are marked, and the confusion matrix of the last evaluated
 epoch is an image of its own. With a held-out split (``--val-size``) its curve, labelled
-validation, is drawn beside the train and test curves. (Chainer's PlotReport draws no axis
+validation, is drawn beside the train and test curves, and with averaged weights
+(``--ema-decay``) their test curve too. (Chainer's PlotReport draws no axis
 labels and writes only under the trainer's out.)
 """
 
@@ -19,7 +20,12 @@ from trainer.run_folder import write_atomically
 CURVES = {
     'loss.jpg': (
         'loss',
-        [('main/loss', 'train'), ('val/main/loss', 'validation'), ('validation/main/loss', 'test')],
+        [
+            ('main/loss', 'train'),
+            ('val/main/loss', 'validation'),
+            ('validation/main/loss', 'test'),
+            ('validation_ema/main/loss', 'test, averaged weights'),
+        ],
         'log',
     ),
     'accuracy.jpg': (
@@ -28,6 +34,7 @@ CURVES = {
             ('main/accuracy', 'train'),
             ('val/main/accuracy', 'validation'),
             ('validation/main/accuracy', 'test'),
+            ('validation_ema/main/accuracy', 'test, averaged weights'),
         ],
         'linear',
     ),
@@ -55,12 +62,14 @@ def draw(folder: Path, log: list[dict]) -> None:
 
 
 def lr_drops(log: list[dict]) -> list[int]:
-    """Epochs after which the lr changed (the next epoch ran at another rate)."""
+    """Epochs after which the lr was divided by about 10 (the next epoch ran at a fifth to
+    a twentieth of it): the step schedule's drops; a cosine schedule's gradual fall (or its
+    warm-up) marks nothing."""
     rates = [(entry['epoch'], entry['lr']) for entry in log if 'lr' in entry]
     return [
         epoch
         for (epoch, lr), (_, next_lr) in zip(rates, rates[1:], strict=False)
-        if abs(next_lr - lr) > 1e-9 * abs(lr)
+        if lr > 0 and 0.05 <= next_lr / lr <= 0.2
     ]
 
 
