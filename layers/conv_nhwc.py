@@ -12,9 +12,10 @@ so links, optimizers and snapshots see nothing new. With M = N * out_h * out_w p
 Both run in blocks of a few images per thread (``layers.conv_blocks``: each block's columns
 multiplied while in the thread's cache). A stride-1 k x k convolution of few channels (a
 CIFAR ResNet's) skips im2col altogether: one GEMM per kernel tap on the zero-padded image,
-shifted (``conv_blocks.forward_shifted``, where ``conv_blocks.shifted_pays``). Where BLAS cannot be called from the kernels'
-threads (``conv_blocks.available``), the whole batch's im2col goes into a reused scratch
-matrix and one multi-threaded GEMM runs over it instead: same results.
+shifted (``conv_blocks.forward_shifted``, where ``conv_blocks.shifted_pays``). Where BLAS
+cannot be called from the kernels' threads (``conv_blocks.available``), the whole batch's
+im2col goes into a reused scratch matrix and one multi-threaded GEMM runs over it instead:
+same results.
 
 Several convolutions with the same output size (a Fire module's two expands) write into
 column slices of one output array, so the concatenation costs nothing.
