@@ -12,7 +12,6 @@ option B); elsewhere the identity. Convolutions start He-normal, as the paper's.
 """
 
 import chainer
-import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
 
@@ -40,7 +39,7 @@ class BasicBlock(chainer.Chain):
 
     def forward(self, x: chainer.Variable) -> chainer.Variable:
         shortcut = self.projection(x) if self.project else x
-        return F.relu(self.unit2(self.unit1(x)) + shortcut)
+        return self.unit2(self.unit1(x), residual=shortcut)  # relu(bn(conv(.)) + shortcut)
 
 
 class ResNet(chainer.Chain):

@@ -100,8 +100,17 @@ class ConvBN(chainer.Chain):
             )
             self.bn = BatchNormalization(out_channels)
 
-    def forward(self, x: chainer.Variable) -> chainer.Variable:
-        return self.bn(self.conv(x))
+    def forward(self, x: chainer.Variable, residual=None) -> chainer.Variable:
+        """bn(conv(x)); with ``residual`` (the shortcut, x's batch and the output's shape),
+        relu(bn(conv(x)) + residual): a post-activation residual block's end, on the fast
+        path one pass after the convolution."""
+        if residual is None:
+            return self.bn(self.conv(x))
+        fast = _fast(x, self.conv)
+        if fast is None or not layout.takes_fast_path(residual):
+            return F.relu(self.bn(self.conv(x)) + residual)
+        h = fast.convolution(self.conv, layout.to_nhwc(x))
+        return layout.to_nchw(fast.bn_add_relu(self.bn, h, layout.to_nhwc(residual)))
 
 
 class ConvBNReLU(ConvBN):

@@ -59,10 +59,19 @@ class BNReLUNHWC(function_node.FunctionNode):
 
     def forward_cpu(self, inputs):
         x, params = inputs[0], inputs[1:]
-        gammas, betas = np.stack(params[0::2]), np.stack(params[1::2])
-        count = len(gammas)
         c = x.shape[-1]
         x2 = np.ascontiguousarray(x).reshape(-1, c)
+        count = self._statistics(x2, params)
+        ys = workspace.array((count, *x.shape), x.dtype)
+        kernels.scale_shift_relu(x2, self.scale, self.shift, ys.reshape(count, -1, c), self.floor)
+        self.retain_inputs(tuple(range(len(inputs))))
+        return (*ys, x) if self.passthrough else tuple(ys)
+
+    def _statistics(self, x2: np.ndarray, params: tuple) -> int:
+        """The batch's (or the fixed) statistics of the 2-D x2, the running averages updated,
+        and each normalization's ``scale`` and ``shift``; returns how many there are."""
+        gammas, betas = np.stack(params[0::2]), np.stack(params[1::2])
+        count = len(gammas)
         if self.fixed is None:
             mean, var = kernels.moments(x2)
             self._update_running(mean, var, x2.shape[0])
@@ -72,12 +81,9 @@ class BNReLUNHWC(function_node.FunctionNode):
             var = np.stack([np.asarray(v, np.float64) for _, v in self.fixed])
         inv_std = 1.0 / np.sqrt(var + self._eps(count))
         scale, shift = _affine(gammas, betas, mean, inv_std)
-        self.scale, self.shift = scale.astype(x.dtype), shift.astype(x.dtype)
-        ys = workspace.array((count, *x.shape), x.dtype)
-        kernels.scale_shift_relu(x2, self.scale, self.shift, ys.reshape(count, -1, c), self.floor)
+        self.scale, self.shift = scale.astype(x2.dtype), shift.astype(x2.dtype)
         self.mean, self.inv_std = mean[0], inv_std
-        self.retain_inputs(tuple(range(len(inputs))))
-        return (*ys, x) if self.passthrough else tuple(ys)
+        return count
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
         adjust = m / max(m - 1.0, 1.0)  # unbiased estimate, as Chainer
@@ -91,14 +97,25 @@ class BNReLUNHWC(function_node.FunctionNode):
         inputs = self.get_retained_inputs()
         if wants_graph() or self.fixed is not None:
             return plain_grads(self.plain, inputs, indexes, grad_outputs)
+        x = inputs[0].array
+        count = len(inputs[1::2])
+        x2 = x.reshape(-1, x.shape[-1])
+        gys = tuple(
+            np.zeros_like(x2) if g is None else np.ascontiguousarray(g.array).reshape(x2.shape)
+            for g in grad_outputs[:count]
+        )
+        gpass = grad_outputs[count] if self.passthrough else None
+        grads = self._grads(inputs, indexes, gys, gpass)
+        return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
+
+    def _grads(self, inputs, indexes, gys: tuple, gpass) -> dict:
+        """Input index -> gradient array, for x and each gamma and beta, from the 2-D output
+        gradients ``gys`` (before the ReLU's mask, which is applied here) and a passthrough
+        gradient (or None)."""
         x, gammas = inputs[0].array, np.stack([v.array for v in inputs[1::2]])
         count = len(gammas)
         c = x.shape[-1]
         x2 = x.reshape(-1, c)
-        gys = tuple(
-            np.zeros_like(x2) if g is None else np.ascontiguousarray(g.array).reshape(-1, c)
-            for g in grad_outputs[:count]
-        )
         mean = self.mean.astype(x.dtype)
         sum_g, sum_gx = kernels.bn_relu_grad_sums(gys, x2, mean, self.scale, self.shift, self.floor)
         # sum_gx is about the float32-rounded mean; correct it to the exact one
@@ -114,7 +131,6 @@ class BNReLUNHWC(function_node.FunctionNode):
             a = gammas * self.inv_std
             b = -a * self.inv_std * ggamma / m
             d = -a * gbeta / m - b * (self.mean - mean)
-            gpass = grad_outputs[count] if self.passthrough else None
             gpass = np.empty((0, c), x.dtype) if gpass is None else gpass.array.reshape(-1, c)
             gx = workspace.array(x.shape, x.dtype)
             dtype = x.dtype
@@ -132,7 +148,7 @@ class BNReLUNHWC(function_node.FunctionNode):
                 self.floor,
             )
             grads[0] = gx
-        return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
+        return grads
 
     def plain(self, x, *params):
         """The same function from Chainer's differentiable functions (for double backprop)."""
@@ -150,6 +166,56 @@ class BNReLUNHWC(function_node.FunctionNode):
         if self.passthrough:
             outputs.append(F.identity(x))
         return tuple(outputs)
+
+
+class BNAddReLUNHWC(BNReLUNHWC):
+    """relu(batch_normalization(x) + r) over the last axis of NHWC x and r: the end of a
+    post-activation residual block (Conv-BN, add the shortcut, ReLU) in one pass, with no
+    pass and no node of its own for the add and the ReLU.
+
+    Inputs: x, gamma, beta, r. The backward recomputes the ReLU's mask from x and r (the
+    forward's float arithmetic): the masked output gradient is r's gradient as it is, and
+    the normalization's output gradient. Args: as ``BNReLUNHWC``'s first three.
+    """
+
+    def __init__(self, eps, running: tuple | None = None, fixed: tuple | None = None):
+        super().__init__(eps, running, fixed, relu=False)  # the BN's own grads see no mask
+
+    def forward_cpu(self, inputs):
+        x, gamma, beta, r = inputs
+        c = x.shape[-1]
+        x2 = np.ascontiguousarray(x).reshape(-1, c)
+        self._statistics(x2, (gamma, beta))
+        y = workspace.array(x.shape, x.dtype)
+        r2 = np.ascontiguousarray(r).reshape(-1, c)
+        kernels.scale_shift_add_relu(x2, self.scale[0], self.shift[0], r2, y.reshape(-1, c))
+        self.retain_inputs((0, 1, 2, 3))
+        return (y,)
+
+    def backward(self, indexes, grad_outputs):
+        inputs = self.get_retained_inputs()
+        if wants_graph() or self.fixed is not None:
+            return plain_grads(self.plain, inputs, indexes, grad_outputs)
+        x, r = inputs[0].array, inputs[3].array
+        c = x.shape[-1]
+        (g,) = grad_outputs
+        gm = workspace.array(x.shape, x.dtype)
+        kernels.add_relu_grad(
+            np.ascontiguousarray(g.array).reshape(-1, c),
+            x.reshape(-1, c),
+            self.scale[0],
+            self.shift[0],
+            np.ascontiguousarray(r).reshape(-1, c),
+            gm.reshape(-1, c),
+        )
+        grads = self._grads(inputs[:3], indexes, (gm.reshape(-1, c),), None)
+        grads[3] = gm
+        return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
+
+    def plain(self, x, gamma, beta, r):
+        """The same function from Chainer's differentiable functions (for double backprop)."""
+        (h,) = super().plain(x, gamma, beta)
+        return (F.relu(h + r),)
 
 
 def _affine(gammas, betas, mean, inv_std) -> tuple:
@@ -198,3 +264,16 @@ def bn_relu_nhwc(bn: chainer.links.BatchNormalization, x: chainer.Variable) -> c
 def bn_nhwc(bn: chainer.links.BatchNormalization, x: chainer.Variable) -> chainer.Variable:
     """bn(x) for an NHWC x, without a ReLU (a post-activation block's last normalization)."""
     return bn_relus_nhwc((bn,), x, relu=False)[0]
+
+
+def bn_add_relu_nhwc(
+    bn: chainer.links.BatchNormalization, x: chainer.Variable, r: chainer.Variable
+) -> chainer.Variable:
+    """relu(bn(x) + r) for NHWC x and r of the same shape, in one pass (``BNAddReLUNHWC``);
+    the link's statistics and mode as ``bn(x)`` would use them."""
+    if chainer.config.train:
+        running = None if chainer.config.in_recomputing else ((bn.avg_mean, bn.avg_var, bn.decay),)
+        node = BNAddReLUNHWC((bn.eps,), running=running)
+    else:
+        node = BNAddReLUNHWC((bn.eps,), fixed=((bn.avg_mean, bn.avg_var),))
+    return node.apply((x, bn.gamma, bn.beta, r))[0]

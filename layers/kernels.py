@@ -158,6 +158,28 @@ def scale_shift_relu(x, scale, shift, y, floor):
 
 
 @_jit
+def scale_shift_add_relu(x, scale, shift, r, y):
+    """y = max(x * scale + shift + r, 0) per channel (a batch normalization, a residual add
+    and the ReLU in one pass); NaN stays NaN."""
+    rows, cols = x.shape
+    for i in prange(rows):
+        for k in range(cols):
+            z = x[i, k] * scale[k] + shift[k] + r[i, k]
+            y[i, k] = z if (z > 0 or z != z) else 0.0
+
+
+@_jit
+def add_relu_grad(g, x, scale, shift, r, out):
+    """out = g where ``scale_shift_add_relu``'s ReLU passed (its mask recomputed with the
+    same arithmetic), else 0."""
+    rows, cols = x.shape
+    for i in prange(rows):
+        for k in range(cols):
+            z = x[i, k] * scale[k] + shift[k] + r[i, k]
+            out[i, k] = g[i, k] * (1.0 if z > 0 else 0.0)  # 0 * NaN stays NaN
+
+
+@_jit
 def bn_relu_grad_sums(gy, x, mean, scale, shift, floor):
     """Sums of g and g * (x - mean) per output j, g = gy[j] where its ReLU passed
     (``x * scale + shift > floor``: 0 for the ReLU, -inf for none), in float64.

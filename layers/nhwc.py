@@ -16,7 +16,13 @@ from collections.abc import Sequence
 import chainer
 import chainer.links as L
 
-from layers.bn_relu_nhwc import bn_nhwc, bn_relu_nhwc, bn_relus_nhwc, inference_affine
+from layers.bn_relu_nhwc import (
+    bn_add_relu_nhwc,
+    bn_nhwc,
+    bn_relu_nhwc,
+    bn_relus_nhwc,
+    inference_affine,
+)
 from layers.conv_nhwc import Branch, convolutions_nhwc
 from layers.pool_nhwc import max_pooling_nhwc
 
@@ -29,6 +35,11 @@ def bn_relu(bn: L.BatchNormalization, x) -> chainer.Variable:
 def bn(bn: L.BatchNormalization, x) -> chainer.Variable:
     """bn(x) on NHWC, without a ReLU; the link's statistics and mode as ``bn(x)`` would use."""
     return bn_nhwc(bn, x)
+
+
+def bn_add_relu(bn: L.BatchNormalization, x, r) -> chainer.Variable:
+    """relu(bn(x) + r) on NHWC, fused: a post-activation residual block's end."""
+    return bn_add_relu_nhwc(bn, x, r)
 
 
 def bn_relus(bns: Sequence[L.BatchNormalization], x, passthrough: bool = False) -> tuple:

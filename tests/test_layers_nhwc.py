@@ -246,6 +246,58 @@ def test_shared_bn_relus_against_float64_and_nan_as_chainer(rng):
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
 
 
+@pytest.mark.parametrize('train', [True, False])
+def test_bn_add_relu_equals_chainers(train, rng):
+    """relu(bn(x) + r) as one node: output, the gradients of x, r, gamma and beta, and the
+    running statistics as Chainer's link, add and ReLU give them."""
+    x = (3 + 2 * rng.normal(size=(3, 5, 4, 6))).astype(np.float32)
+    r = rng.normal(size=x.shape).astype(np.float32)
+    gy = rng.normal(size=x.shape).astype(np.float32)
+    plain_bn, fast_bn = bn_pair(6, rng)
+    with chainer.using_config('train', train):
+        xa, ra = chainer.Variable(nchw(x)), chainer.Variable(nchw(r))
+        xb, rb = chainer.Variable(x.copy()), chainer.Variable(r.copy())
+        ya = F.relu(plain_bn(xa) + ra)
+        yb = nhwc.bn_add_relu(fast_bn, xb, rb)
+        assert (yb.array == 0).any() and (yb.array > 0).any()  # the ReLU does something
+        np.testing.assert_allclose(yb.array, nhwc_array(ya.array), rtol=1e-5, atol=1e-5)
+        ya.grad, yb.grad = nchw(gy), gy
+        ya.backward()
+        yb.backward()
+    for a, b in ((xa, xb), (ra, rb)):
+        np.testing.assert_allclose(b.grad, nhwc_array(a.grad), rtol=1e-4, atol=1e-5)
+    for name in ('gamma', 'beta'):
+        a, b = getattr(plain_bn, name).grad, getattr(fast_bn, name).grad
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    for name in ('avg_mean', 'avg_var'):
+        np.testing.assert_allclose(
+            getattr(fast_bn, name), getattr(plain_bn, name), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_bn_add_relu_double_backprop_and_nan_as_chainer(rng):
+    x = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
+    r = rng.normal(size=x.shape).astype(np.float32)
+    x[1, 2, 3, 0] = np.nan
+    plain_bn, fast_bn = bn_pair(3, rng)
+    with chainer.using_config('train', True):
+        xa, ra = chainer.Variable(nchw(x)), chainer.Variable(nchw(r))
+        xb, rb = chainer.Variable(x.copy()), chainer.Variable(r.copy())
+        ya, yb = F.relu(plain_bn(xa) + ra), nhwc.bn_add_relu(fast_bn, xb, rb)
+    np.testing.assert_array_equal(np.isnan(yb.array), np.isnan(nhwc_array(ya.array)))
+    x = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
+    xa, ra = chainer.Variable(nchw(x)), chainer.Variable(nchw(r))
+    xb, rb = chainer.Variable(x.copy()), chainer.Variable(r.copy())
+    with chainer.using_config('train', True):
+        outs = []
+        for bn, xv, rv in ((plain_bn, xa, ra), (fast_bn, xb, rb)):
+            y = F.relu(bn(xv) + rv) if bn is plain_bn else nhwc.bn_add_relu(bn, xv, rv)
+            (gx,) = chainer.grad([F.sum(y * y)], [xv], enable_double_backprop=True)
+            (ggx,) = chainer.grad([F.sum(gx * gx)], [rv])
+            outs.append(ggx.array)
+    np.testing.assert_allclose(outs[1], nhwc_array(outs[0]), rtol=1e-3, atol=1e-4)
+
+
 def test_bn_relu_does_not_touch_the_statistics_while_recomputing(rng):
     _, bn = bn_pair(3, rng)
     before = bn.avg_mean.copy()
