@@ -121,8 +121,8 @@ def summarize(argv: list[str]) -> int:
         result = summary.summarize(args.runs, args.target)
     except trainer.UserError as error:
         return _fail(error)
-    fmt = summary.format_json if args.json else summary.format_text
-    print((summary.format_markdown if args.markdown else fmt)(result))
+    formats = {'json': summary.format_json, 'markdown': summary.format_markdown}
+    print(formats.get(args.format, summary.format_text)(result))
     return 0
 
 

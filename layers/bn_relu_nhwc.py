@@ -243,17 +243,21 @@ def bn_relus_nhwc(bns, x: chainer.Variable, passthrough: bool = False, relu: boo
     ``finetune`` mode is not supported here; use the link itself for it.
     """
     bns = tuple(bns)
-    eps = tuple(bn.eps for bn in bns)
-    if chainer.config.train:
-        running = None
-        if not chainer.config.in_recomputing:
-            running = tuple((bn.avg_mean, bn.avg_var, bn.decay) for bn in bns)
-        node = BNReLUNHWC(eps, running=running, passthrough=passthrough, relu=relu)
-    else:
-        fixed = tuple((bn.avg_mean, bn.avg_var) for bn in bns)
-        node = BNReLUNHWC(eps, fixed=fixed, passthrough=passthrough, relu=relu)
+    node = BNReLUNHWC(**_mode(bns), passthrough=passthrough, relu=relu)
     params = [p for bn in bns for p in (bn.gamma, bn.beta)]
     return node.apply((x, *params))
+
+
+def _mode(bns: tuple) -> dict:
+    """The nodes' ``eps`` and ``running`` or ``fixed`` arguments for the links ``bns`` as
+    ``chainer.config`` says: batch statistics updating the running averages in training
+    (none while Chainer recomputes a forward pass), the running averages in test mode."""
+    eps = tuple(bn.eps for bn in bns)
+    if not chainer.config.train:
+        return {'eps': eps, 'fixed': tuple((bn.avg_mean, bn.avg_var) for bn in bns)}
+    if chainer.config.in_recomputing:
+        return {'eps': eps, 'running': None}
+    return {'eps': eps, 'running': tuple((bn.avg_mean, bn.avg_var, bn.decay) for bn in bns)}
 
 
 def bn_relu_nhwc(bn: chainer.links.BatchNormalization, x: chainer.Variable) -> chainer.Variable:
@@ -271,9 +275,4 @@ def bn_add_relu_nhwc(
 ) -> chainer.Variable:
     """relu(bn(x) + r) for NHWC x and r of the same shape, in one pass (``BNAddReLUNHWC``);
     the link's statistics and mode as ``bn(x)`` would use them."""
-    if chainer.config.train:
-        running = None if chainer.config.in_recomputing else ((bn.avg_mean, bn.avg_var, bn.decay),)
-        node = BNAddReLUNHWC((bn.eps,), running=running)
-    else:
-        node = BNAddReLUNHWC((bn.eps,), fixed=((bn.avg_mean, bn.avg_var),))
-    return node.apply((x, bn.gamma, bn.beta, r))[0]
+    return BNAddReLUNHWC(**_mode((bn,))).apply((x, bn.gamma, bn.beta, r))[0]

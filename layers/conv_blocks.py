@@ -420,7 +420,8 @@ def forward_shifted(
     whole = y.shape[1] == o and (not onto or z.shape[1] == o)
     y_flat = y.reshape(y.size)
     z_flat = z.reshape(z.size)
-    tiled = np.empty(out_w * o, y.dtype)  # b, and scale and shift, repeated along a row
+    tiled = np.empty(out_w * o, y.dtype)  # b repeated along an output row, then scale and
+    # shift along an input row: whole rows per loop (see _pad_rows)
     for e in range(out_w * o):
         tiled[e] = b[e % o]
     affine = scale.shape[0] > 0
@@ -484,6 +485,7 @@ def backward_shifted(x, wm, g, start, gw, gb, gx, slabs, wides, gxps, kh, kw, py
     want_w, want_b, want_x = gw.shape[0] > 0, gb.shape[0] > 0, gx.shape[0] > 0
     none = x[0, 0, 0, :0]
     m = out_h * wp - (kw - 1)
+    nt, tr = _NO_TRANS, _TRANS
     whole = g.shape[1] == o
     g_flat = g.reshape(g.size)
     gx_flat = gx.reshape(gx.shape[0], h, w * c)
@@ -512,22 +514,8 @@ def backward_shifted(x, wm, g, start, gw, gb, gx, slabs, wides, gxps, kh, kw, py
                     for j in range(kw):
                         tap = i * kw + j
                         a = slab.ctypes.data + (i * wp + j) * c * size
-                        wp_t = gw.ctypes.data + (t * o * k + tap * c) * size
-                        _gemm(
-                            _TRANS,
-                            _NO_TRANS,
-                            o,
-                            c,
-                            m,
-                            wide.ctypes.data,
-                            o,
-                            a,
-                            c,
-                            1.0,
-                            wp_t,
-                            k,
-                            size,
-                        )
+                        gw_t = gw.ctypes.data + (t * o * k + tap * c) * size
+                        _gemm(tr, nt, o, c, m, wide.ctypes.data, o, a, c, 1.0, gw_t, k, size)
             if want_x:
                 gxp[: hp * wp * c] = 0.0
                 for i in range(kh):
@@ -535,21 +523,7 @@ def backward_shifted(x, wm, g, start, gw, gb, gx, slabs, wides, gxps, kh, kw, py
                         tap = i * kw + j
                         out = gxp.ctypes.data + (i * wp + j) * c * size
                         bp = wm.ctypes.data + tap * c * size
-                        _gemm(
-                            _NO_TRANS,
-                            _NO_TRANS,
-                            m,
-                            c,
-                            o,
-                            wide.ctypes.data,
-                            o,
-                            bp,
-                            k,
-                            1.0,
-                            out,
-                            c,
-                            size,
-                        )
+                        _gemm(nt, nt, m, c, o, wide.ctypes.data, o, bp, k, 1.0, out, c, size)
                 for iy in range(h):
                     src = ((iy + py) * wp + px) * c
                     gx_flat[n, iy, :] = gxp[src : src + w * c]

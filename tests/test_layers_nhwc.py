@@ -156,6 +156,17 @@ def bn_pair(c, rng):
     return bn, bn.copy(mode='copy')
 
 
+def assert_same_bn(plain_bn, fast_bn):
+    """The fast path's gamma and beta gradients and running statistics are Chainer's."""
+    for name in ('gamma', 'beta'):
+        a, b = getattr(plain_bn, name).grad, getattr(fast_bn, name).grad
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    for name in ('avg_mean', 'avg_var'):
+        np.testing.assert_allclose(
+            getattr(fast_bn, name), getattr(plain_bn, name), rtol=1e-5, atol=1e-6
+        )
+
+
 @pytest.mark.parametrize('train', [True, False])
 def test_bn_relu_equals_chainers(train, rng):
     x = (3 + 2 * rng.normal(size=(3, 5, 4, 6))).astype(np.float32)  # NHWC, mean far from 0
@@ -170,13 +181,7 @@ def test_bn_relu_equals_chainers(train, rng):
         ya.backward()
         yb.backward()
     np.testing.assert_allclose(xb.grad, nhwc_array(xa.grad), rtol=1e-4, atol=1e-5)
-    for name in ('gamma', 'beta'):
-        a, b = getattr(plain_bn, name).grad, getattr(fast_bn, name).grad
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
-    for name in ('avg_mean', 'avg_var'):
-        np.testing.assert_allclose(
-            getattr(fast_bn, name), getattr(plain_bn, name), rtol=1e-5, atol=1e-6
-        )
+    assert_same_bn(plain_bn, fast_bn)
 
 
 @pytest.mark.parametrize('train', [True, False])
@@ -266,13 +271,7 @@ def test_bn_add_relu_equals_chainers(train, rng):
         yb.backward()
     for a, b in ((xa, xb), (ra, rb)):
         np.testing.assert_allclose(b.grad, nhwc_array(a.grad), rtol=1e-4, atol=1e-5)
-    for name in ('gamma', 'beta'):
-        a, b = getattr(plain_bn, name).grad, getattr(fast_bn, name).grad
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
-    for name in ('avg_mean', 'avg_var'):
-        np.testing.assert_allclose(
-            getattr(fast_bn, name), getattr(plain_bn, name), rtol=1e-5, atol=1e-6
-        )
+    assert_same_bn(plain_bn, fast_bn)
 
 
 def test_bn_add_relu_double_backprop_and_nan_as_chainer(rng):

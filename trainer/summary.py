@@ -105,6 +105,10 @@ class Summary:
         return not self.differing and not self.unrecorded
 
 
+ACCURACIES = ('final_test', 'best_test', 'final_val', 'best_val', 'test_at_best_val')
+ACCURACIES += ('final_ema', 'best_ema')
+"""The figures that are accuracies (shown in %)."""
+
 FIGURES = (
     'final_test',
     'best_test',
@@ -380,9 +384,7 @@ def _table(summary: Summary) -> tuple[list[str], list[list[str]], list[str]]:
 def _spread_text(name: str | None, spread: Spread | None, runs: int) -> str:
     if name is None or spread is None or spread.mean is None:
         return ''
-    percent = name in ('final_test', 'best_test', 'final_val', 'best_val', 'test_at_best_val')
-    percent = percent or name in ('final_ema', 'best_ema')
-    if percent:
+    if name in ACCURACIES:
         mean, std = 100 * spread.mean, None if spread.std is None else 100 * spread.std
         text = f'{mean:.2f}' + ('' if std is None else f' ± {std:.2f}') + ' %'
     elif name == 'wall_time' or name == 'target_time':
@@ -467,8 +469,14 @@ def build_parser(prog: str = 'summarize') -> argparse.ArgumentParser:
         '(0.93, 93 or 93%%)',
     )
     output = parser.add_mutually_exclusive_group()
-    output.add_argument('--json', action='store_true', help='print JSON instead of a table')
     output.add_argument(
-        '--markdown', action='store_true', help='print the table as Markdown (for a README)'
+        '--json', dest='format', action='store_const', const='json', help='print JSON'
+    )
+    output.add_argument(
+        '--markdown',
+        dest='format',
+        action='store_const',
+        const='markdown',
+        help='print the table as Markdown (for a README)',
     )
     return parser
