@@ -23,7 +23,7 @@ BENCH_ARGS ?=
 TORCH_PYTHON ?= python3.11
 TORCH_VENV ?= .venv-torch
 
-.PHONY: install install-gpu install-mpi install-extras gpu-check test test-quick lint bench-serve format bench bench-torch train clean
+.PHONY: install install-gpu install-mpi install-extras gpu-check test test-faults test-quick lint bench-serve format bench bench-torch train clean
 
 install: $(STAMP)
 
@@ -72,7 +72,11 @@ install-mpi: install
 test: install
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS) tests
 
-# The same without the tests marked slow (the 20-kill loop...): a couple of minutes.
+# The fault loops at full length (20 random kills, 10 random signals; `make test` runs 8 and 4).
+test-faults: install
+	FAULT_ROUNDS=20 $(PY) -m pytest -q -rs -m slow $(PYTEST_ARGS) tests/test_faults.py
+
+# The same without the tests marked slow (the kill loop...): a couple of minutes.
 test-quick: install
 	$(PY) -m pytest -q -rs -m 'not slow' $(PYTEST_ARGS) tests
 
