@@ -164,7 +164,8 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         direct = kh == kw == 1 and branch.stride == 1 and branch.pad == 0
         wm = np.ascontiguousarray(_weight_matrix(w))
         k = wm.shape[1]
-        imgs = conv_blocks.images_per_block(out_h * out_w, k, x.itemsize, n)
+        least = 0 if direct else conv_blocks.MIN_ROWS
+        imgs = conv_blocks.images_per_block(out_h * out_w, k, x.itemsize, n, least)
         shape = (
             (conv_blocks.threads(), 1, 1)
             if direct and not staged

@@ -186,6 +186,10 @@ def test_images_per_block():
     assert conv_blocks.images_per_block(3600, 147, 4, 64) == 1  # conv1 at 122 px: 2 MB an image
     assert conv_blocks.images_per_block(81, 576, 4, 64) == conv_blocks.BLOCK_BYTES // 186624
     assert conv_blocks.images_per_block(1, 1, 4, 3) == 3  # never more than the images
+    # small images: enough of them for a GEMM of min_rows rows, beyond BLOCK_BYTES
+    assert conv_blocks.images_per_block(64, 576, 4, 64, min_rows=512) == 8
+    assert conv_blocks.images_per_block(64, 576, 4, 5, min_rows=512) == 5
+    assert conv_blocks.images_per_block(3600, 147, 4, 64, min_rows=512) == 1
 
 
 @pytest.mark.parametrize('case', [(1, 9, 5, 4, 3, 1, 1), (1, 13, 3, 8, 7, 2, 2)])
