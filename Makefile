@@ -23,7 +23,7 @@ BENCH_ARGS ?=
 TORCH_PYTHON ?= python3.11
 TORCH_VENV ?= .venv-torch
 
-.PHONY: install install-gpu install-mpi install-extras gpu-check test test-faults test-quick lint bench-serve format bench bench-torch train clean
+.PHONY: install install-gpu install-mpi install-extras gpu-check test test-faults test-quick lint bench-serve format bench bench-torch bench-table train clean
 
 install: $(STAMP)
 
@@ -97,6 +97,10 @@ bench-serve: install
 # Same, plus the per-function profile and the PyTorch peer (benchmarks/torch_squeezenet.py).
 bench-torch: install $(TORCH_VENV)/.installed
 	$(PY) -m benchmarks.speed --profile --torch --torch-python $(TORCH_VENV)/bin/python $(BENCH_ARGS)
+
+# The README's speed table: every row against both PyTorch layouts, alternating, 3 cycles.
+bench-table: install $(TORCH_VENV)/.installed
+	$(PY) -m benchmarks.table --torch-python $(TORCH_VENV)/bin/python $(BENCH_ARGS)
 
 $(TORCH_VENV)/.installed:
 	$(TORCH_PYTHON) -m venv $(TORCH_VENV)

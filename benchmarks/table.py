@@ -1,0 +1,207 @@
+"""The README's speed table: the project against both PyTorch layouts, in alternating cycles.
+
+    .venv/bin/python -m benchmarks.table --torch-python .venv-torch/bin/python [--cycles 3]
+
+Each row's three contenders (the project's ``benchmarks.speed``, PyTorch NCHW and PyTorch
+channels_last, ``benchmarks/torch_*.py``) run as fresh processes one after the other, in a
+rotated order each cycle, so the machine's drift (other jobs, clocks) falls on all three
+alike. A ratio is taken within a cycle (project / peer, > 1: the project is faster), and the
+table shows the medians over the cycles, with the ratios' range over the cycles when there
+are several. Prints the Markdown table (what the README shows), then the OpenBLAS kernel
+and environment; ``--json`` prints every cycle's figures instead.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import speed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One architecture's rows: what to time and how the table names it."""
+
+    arch: str
+    name: str
+    size: int
+    eval_size: int
+    latency: bool = False  # also the one-image row
+
+
+ROWS = {
+    'squeezenet': Row('squeezenet', 'SqueezeNet', 122, 128, latency=True),
+    'resnet20': Row('resnet20', 'ResNet-20 (`--arch resnet20`)', 32, 32),
+    'vgg': Row('vgg', 'VGG example (`--arch vgg`)', 32, 32),
+}
+
+
+def project(row: Row, options: argparse.Namespace) -> dict:
+    """``benchmarks.speed`` for ``row`` in a fresh process: train, eval (and latency) figures."""
+    command = [sys.executable, '-m', 'benchmarks.speed', '--arch', row.arch]
+    command += ['--size', str(row.size), '--eval-size', str(row.eval_size)]
+    command += ['--batch', str(options.batch), '--steps', str(options.steps)]
+    command += ['--repeat', str(options.repeat), '--warmup', '2', '--workers', '0']
+    if row.latency:
+        command += ['--latency', '1']
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ['no output'])[-1]
+        raise speed.TorchError(f'benchmarks.speed --arch {row.arch} failed: {tail}')
+    result = json.loads(done.stdout)
+    figures = {
+        'train': result['train']['images_per_sec']['median'],
+        'eval': result['eval']['images_per_sec']['median'],
+        'environment': result['environment'],
+    }
+    if row.latency:
+        figures['latency_ms'] = result['latency_ms']['1']['median']
+    return figures
+
+
+def peer(row: Row, options: argparse.Namespace, memory_format: str) -> dict:
+    """The row's PyTorch peer in ``memory_format``: the same figures, from its JSON line."""
+    result = speed.bench_torch(
+        options.torch_python,
+        speed.TORCH_PEERS[row.arch],
+        options.batch,
+        row.size,
+        row.eval_size,
+        options.steps * options.repeat,
+        -1,
+        memory_format,
+        [1] if row.latency else None,
+    )
+    figures = {'train': result['train_img_per_s'], 'eval': result['eval_img_per_s']}
+    if row.latency:
+        figures['latency_ms'] = float(result['latency_ms']['1'])
+    figures['impl'] = result.get('impl')
+    return figures
+
+
+CONTENDERS = ('project', *speed.TORCH_FORMATS)
+
+
+def cycles(row: Row, options: argparse.Namespace, log) -> list[dict]:
+    """``options.cycles`` rounds of the three contenders, the order rotated each round."""
+    out = []
+    for cycle in range(options.cycles):
+        order = CONTENDERS[cycle % 3 :] + CONTENDERS[: cycle % 3]
+        figures = {}
+        for who in order:
+            figures[who] = project(row, options) if who == 'project' else peer(row, options, who)
+            log(f'{row.arch} cycle {cycle + 1}: {who} {_brief(figures[who])}')
+        out.append(figures)
+    return out
+
+
+def _brief(figures: dict) -> str:
+    text = f'train {figures["train"]:.1f}/s, eval {figures["eval"]:.1f}/s'
+    if 'latency_ms' in figures:
+        text += f', one image {figures["latency_ms"]:.2f} ms'
+    return text
+
+
+def _ratio(runs: list[dict], key: str, fmt: str) -> list[float]:
+    """Per cycle, project / peer (for a latency, peer / project: > 1 is faster too)."""
+    if key == 'latency_ms':
+        return [run[fmt][key] / run['project'][key] for run in runs]
+    return [run['project'][key] / run[fmt][key] for run in runs]
+
+
+def _cell(values: list[float]) -> str:
+    median = statistics.median(values)
+    if len(values) == 1:
+        return f'{median:.2f}'
+    return f'{median:.2f} ({min(values):.2f}-{max(values):.2f})'
+
+
+def markdown(results: dict[str, list[dict]], batch: int) -> str:
+    """The table: medians over the cycles; each ratio with its range over the cycles."""
+    lines = [
+        f'| batch {batch} | project | PyTorch NCHW | ratio | PyTorch channels_last | ratio |',
+        '|---|--:|--:|--:|--:|--:|',
+    ]
+    for arch, runs in results.items():
+        row = ROWS[arch]
+        kinds = [('train', f'training, {row.size} px, images/s')]
+        kinds.append(('eval', f'evaluation, {row.eval_size} px, images/s'))
+        if row.latency:
+            kinds.append(('latency_ms', f'one image at {row.eval_size} px, ms'))
+        for key, label in kinds:
+            values = [statistics.median(run[who][key] for run in runs) for who in CONTENDERS]
+            cells = [f'{row.name} {label}', f'{values[0]:.1f}']
+            for fmt, value in zip(speed.TORCH_FORMATS, values[1:], strict=True):
+                cells += [f'{value:.1f}', _cell(_ratio(runs, key, fmt))]
+            lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def describe(environment: dict) -> str:
+    """One line: the CPU, OpenBLAS's kernel and environment, the threads."""
+    openblas = ', '.join(f'{k}={v}' for k, v in environment['openblas_env'].items() if v)
+    fast = environment.get('fast_path') or {}
+    return (
+        f'{environment["cpu"]}, {environment["cpu_count"]} cores; OpenBLAS kernel '
+        f'{environment["blas_kernel"]} ({openblas or "OPENBLAS_* unset"}), '
+        f'{environment["blas_threads"]} BLAS threads; Numba {fast.get("numba")} on '
+        f'{fast.get("threading_layer")}, {fast.get("numba_threads")} threads; Python '
+        f'{environment["python"]}, NumPy {environment["numpy"]}'
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    positive = speed._positive
+    parser = argparse.ArgumentParser(
+        prog='python -m benchmarks.table', description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        '--torch-python', required=True, help='an interpreter that has torch (make bench-torch)'
+    )
+    parser.add_argument(
+        '--rows',
+        default=','.join(ROWS),
+        help=f'comma-separated architectures, of {", ".join(ROWS)} (default: all)',
+    )
+    parser.add_argument('--cycles', type=positive, default=3, help='alternating rounds')
+    parser.add_argument('--batch', type=positive, default=64)
+    parser.add_argument('--steps', type=positive, default=4, help='batches per repetition')
+    parser.add_argument('--repeat', type=positive, default=3, help='repetitions per process')
+    parser.add_argument('--json', action='store_true', help="print every cycle's figures")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    archs = [a.strip() for a in options.rows.split(',') if a.strip()]
+    unknown = [a for a in archs if a not in ROWS]
+    if unknown or not archs:
+        print(f'error: --rows: unknown {", ".join(unknown) or "(none)"}; of {", ".join(ROWS)}',
+              file=sys.stderr)  # fmt: skip
+        return 2
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        results = {arch: cycles(ROWS[arch], options, log) for arch in archs}
+    except speed.TorchError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    if options.json:
+        print(json.dumps(results, indent=1))
+        return 0
+    print(markdown(results, options.batch))
+    first = next(iter(results.values()))[0]['project']['environment']
+    print(f'\n{describe(first)}; {options.cycles} cycles, medians.')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

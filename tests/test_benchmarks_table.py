@@ -1,0 +1,72 @@
+"""``benchmarks.table``: the contenders alternate, ratios are taken within a cycle, and the
+Markdown table shows the medians with the ratios' range (no subprocesses: they are stubbed)."""
+
+import pytest
+
+from benchmarks import table
+
+
+def fake_figures(monkeypatch, train: dict, latency: dict | None = None):
+    """Each contender's train rate per call, in turn from ``train[who]``; records the order."""
+    order, calls = [], {who: 0 for who in table.CONTENDERS}
+
+    def figures(who: str, row) -> dict:
+        order.append((row.arch, who))
+        value = train[who][calls[who] % len(train[who])]
+        calls[who] += 1
+        out = {'train': value, 'eval': 2 * value}
+        if row.latency:
+            out['latency_ms'] = latency[who]
+        if who == 'project':
+            out['environment'] = {
+                'cpu': 'CPU', 'cpu_count': 2, 'blas_kernel': 'Haswell', 'blas_threads': 2,
+                'openblas_env': {'OPENBLAS_CORETYPE': 'Haswell', 'OPENBLAS_L2_SIZE': None},
+                'fast_path': {'numba': '0', 'threading_layer': 'tbb', 'numba_threads': 2},
+                'python': '3', 'numpy': '1',
+            }  # fmt: skip
+        return out
+
+    monkeypatch.setattr(table, 'project', lambda row, options: figures('project', row))
+    monkeypatch.setattr(table, 'peer', lambda row, options, fmt: figures(fmt, row))
+    return order
+
+
+def test_the_order_rotates_and_each_ratio_is_within_a_cycle(monkeypatch, capsys):
+    train = {'project': [100.0, 50.0, 90.0], 'nchw': [50.0, 50.0, 100.0]}
+    train['channels_last'] = [200.0, 100.0, 100.0]
+    order = fake_figures(monkeypatch, train)
+    assert table.main(['--torch-python', 'python', '--rows', 'resnet20', '--cycles', '3']) == 0
+    assert [who for _, who in order] == [
+        'project', 'nchw', 'channels_last',
+        'nchw', 'channels_last', 'project',
+        'channels_last', 'project', 'nchw',
+    ]  # fmt: skip
+    out = capsys.readouterr().out
+    training = next(line for line in out.splitlines() if 'training' in line)
+    cells = [cell.strip() for cell in training.strip('|').split('|')]
+    # medians of the rates; ratios per cycle: NCHW 2.0, 1.0, 0.9; channels_last 0.5, 0.5, 0.9
+    assert cells[1:] == ['90.0', '50.0', '1.00 (0.90-2.00)', '100.0', '0.50 (0.50-0.90)']
+    assert 'OpenBLAS kernel Haswell (OPENBLAS_CORETYPE=Haswell)' in out
+    assert '3 cycles, medians' in out
+
+
+def test_a_latency_ratio_is_faster_above_one(monkeypatch, capsys):
+    train = {who: [10.0] for who in table.CONTENDERS}
+    latency = {'project': 8.0, 'nchw': 16.0, 'channels_last': 4.0}
+    fake_figures(monkeypatch, train, latency)
+    assert table.main(['--torch-python', 'python', '--rows', 'squeezenet', '--cycles', '1']) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if 'one image' in line)
+    assert [cell.strip() for cell in line.strip('|').split('|')][1:] == [
+        '8.0',
+        '16.0',
+        '2.00',
+        '4.0',
+        '0.50',
+    ]
+
+
+@pytest.mark.parametrize('rows', ['alexnet', ',', 'resnet20,alexnet'])
+def test_unknown_rows_are_one_line(rows, capsys):
+    assert table.main(['--torch-python', 'python', '--rows', rows]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: --rows: unknown') and err.count('\n') == 1
