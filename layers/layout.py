@@ -101,7 +101,7 @@ class ToNHWC(function_node.FunctionNode):
         return (np.ascontiguousarray(x.transpose(0, 2, 3, 1)),)
 
     def backward(self, indexes, grad_outputs):
-        return ToNCHW().apply(grad_outputs)
+        return (to_nchw(grad_outputs[0]),)
 
 
 class ToNCHW(function_node.FunctionNode):
@@ -112,7 +112,7 @@ class ToNCHW(function_node.FunctionNode):
         return (h.transpose(0, 3, 1, 2),)
 
     def backward(self, indexes, grad_outputs):
-        return ToNHWC().apply(grad_outputs)
+        return (to_nhwc(grad_outputs[0]),)
 
 
 def to_nhwc(x) -> chainer.Variable:
