@@ -24,6 +24,10 @@ from benchmarks import speed
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class ContenderError(Exception):
+    """A contender's process failed or printed no figures (the message says which)."""
+
+
 @dataclass(frozen=True)
 class Row:
     """One architecture's rows: what to time and how the table names it."""
@@ -53,7 +57,7 @@ def project(row: Row, options: argparse.Namespace) -> dict:
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ['no output'])[-1]
-        raise speed.TorchError(f'benchmarks.speed --arch {row.arch} failed: {tail}')
+        raise ContenderError(f'benchmarks.speed --arch {row.arch} failed: {tail}')
     result = json.loads(done.stdout)
     figures = {
         'train': result['train']['images_per_sec']['median'],
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = {arch: cycles(ROWS[arch], options, log) for arch in archs}
-    except speed.TorchError as error:
+    except (ContenderError, speed.TorchError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
     if options.json:

@@ -70,3 +70,14 @@ def test_unknown_rows_are_one_line(rows, capsys):
     assert table.main(['--torch-python', 'python', '--rows', rows]) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: --rows: unknown') and err.count('\n') == 1
+
+
+def test_a_failing_contender_is_one_line(monkeypatch, capsys):
+    def fails(row, options):
+        raise table.ContenderError(f'benchmarks.speed --arch {row.arch} failed: boom')
+
+    monkeypatch.setattr(table, 'project', fails)
+    assert table.main(['--torch-python', 'python', '--rows', 'vgg', '--cycles', '1']) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-1] == 'error: benchmarks.speed --arch vgg failed: boom'
+    assert captured.out == ''
