@@ -93,13 +93,18 @@ ResNet-20's 64 -> 64 at 8x8 9.09 -> 6.95 ms, the VGG example's 128 -> 256 and 25
 shapes unchanged. (Not for 1x1 convolutions: they have no columns to block.)"""
 
 
+MAX_BLOCK_BYTES = 8 << 20
+"""What ``MIN_ROWS`` may make a block's columns grow to (a thread's buffer): 512 rows of a
+3x3 convolution of 512 channels are 9 MiB."""
+
+
 def images_per_block(
     rows_per_image: int, width: int, itemsize: int, n: int, min_rows: int = 0
 ) -> int:
     """Images per block: about ``BLOCK_BYTES`` of columns, at least one, and at least
-    ``min_rows`` rows where that takes more."""
+    ``min_rows`` rows where that takes more (up to ``MAX_BLOCK_BYTES`` of columns)."""
     per_image = max(rows_per_image * width * itemsize, 1)
-    least = -(-min_rows // max(rows_per_image, 1))
+    least = min(-(-min_rows // max(rows_per_image, 1)), MAX_BLOCK_BYTES // per_image)
     return int(min(max(BLOCK_BYTES // per_image, least, 1), max(n, 1)))
 
 

@@ -190,6 +190,9 @@ def test_images_per_block():
     assert conv_blocks.images_per_block(64, 576, 4, 64, min_rows=512) == 8
     assert conv_blocks.images_per_block(64, 576, 4, 5, min_rows=512) == 5
     assert conv_blocks.images_per_block(3600, 147, 4, 64, min_rows=512) == 1
+    # but a thread's buffer stays within MAX_BLOCK_BYTES: 4 rows of 4608 values an image
+    most = conv_blocks.MAX_BLOCK_BYTES // (4 * 4608 * 4)
+    assert conv_blocks.images_per_block(4, 4608, 4, 256, min_rows=512) == most < 128
 
 
 @pytest.mark.parametrize('case', [(1, 9, 5, 4, 3, 1, 1), (1, 13, 3, 8, 7, 2, 2)])
