@@ -7,8 +7,11 @@ channels_last, ``benchmarks/torch_*.py``) run as fresh processes one after the o
 rotated order each cycle, so the machine's drift (other jobs, clocks) falls on all three
 alike. A ratio is taken within a cycle (project / peer, > 1: the project is faster), and the
 table shows the medians over the cycles, with the ratios' range over the cycles when there
-are several. Prints the Markdown table (what the README shows), then the OpenBLAS kernel
-and environment; ``--json`` prints every cycle's figures instead.
+are several. SqueezeNet's rows include one test-mode forward without a graph (what
+``predict`` and ``serve`` run) at batches of 1, 4, 16 and 64, in ms; its ratio is PyTorch's
+ms over the project's, so > 1 is faster there too. Prints the Markdown table (what the
+README shows), then the OpenBLAS kernel and environment; ``--json`` prints every cycle's
+figures instead.
 """
 
 import argparse
@@ -36,11 +39,11 @@ class Row:
     name: str
     size: int
     eval_size: int
-    latency: bool = False  # also the one-image row
+    latency: tuple[int, ...] = ()  # batch sizes of a test-mode forward, timed too (ms)
 
 
 ROWS = {
-    'squeezenet': Row('squeezenet', 'SqueezeNet', 122, 128, latency=True),
+    'squeezenet': Row('squeezenet', 'SqueezeNet', 122, 128, latency=(1, 4, 16, 64)),
     'resnet20': Row('resnet20', 'ResNet-20 (`--arch resnet20`)', 32, 32),
     'vgg': Row('vgg', 'VGG example (`--arch vgg`)', 32, 32),
 }
@@ -53,7 +56,7 @@ def project(row: Row, options: argparse.Namespace) -> dict:
     command += ['--batch', str(options.batch), '--steps', str(options.steps)]
     command += ['--repeat', str(options.repeat), '--warmup', '2', '--workers', '0']
     if row.latency:
-        command += ['--latency', '1']
+        command += ['--latency', ','.join(map(str, row.latency))]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ['no output'])[-1]
@@ -64,8 +67,8 @@ def project(row: Row, options: argparse.Namespace) -> dict:
         'eval': result['eval']['images_per_sec']['median'],
         'environment': result['environment'],
     }
-    if row.latency:
-        figures['latency_ms'] = result['latency_ms']['1']['median']
+    for n in row.latency:
+        figures[f'latency_{n}'] = result['latency_ms'][str(n)]['median']
     return figures
 
 
@@ -80,11 +83,11 @@ def peer(row: Row, options: argparse.Namespace, memory_format: str) -> dict:
         options.steps * options.repeat,
         -1,
         memory_format,
-        [1] if row.latency else None,
+        list(row.latency) or None,
     )
     figures = {'train': result['train_img_per_s'], 'eval': result['eval_img_per_s']}
-    if row.latency:
-        figures['latency_ms'] = float(result['latency_ms']['1'])
+    for n in row.latency:
+        figures[f'latency_{n}'] = float(result['latency_ms'][str(n)])
     figures['impl'] = result.get('impl')
     return figures
 
@@ -107,14 +110,15 @@ def cycles(row: Row, options: argparse.Namespace, log) -> list[dict]:
 
 def _brief(figures: dict) -> str:
     text = f'train {figures["train"]:.1f}/s, eval {figures["eval"]:.1f}/s'
-    if 'latency_ms' in figures:
-        text += f', one image {figures["latency_ms"]:.2f} ms'
+    times = [f'{figures[k]:.2f}' for k in figures if k.startswith('latency_')]
+    if times:
+        text += f', forward {" / ".join(times)} ms'
     return text
 
 
 def _ratio(runs: list[dict], key: str, fmt: str) -> list[float]:
     """Per cycle, project / peer (for a latency, peer / project: > 1 is faster too)."""
-    if key == 'latency_ms':
+    if key.startswith('latency_'):
         return [run[fmt][key] / run['project'][key] for run in runs]
     return [run['project'][key] / run[fmt][key] for run in runs]
 
@@ -129,15 +133,16 @@ def _cell(values: list[float]) -> str:
 def markdown(results: dict[str, list[dict]], batch: int) -> str:
     """The table: medians over the cycles; each ratio with its range over the cycles."""
     lines = [
-        f'| batch {batch} | project | PyTorch NCHW | ratio | PyTorch channels_last | ratio |',
+        '| | project | PyTorch NCHW | ratio | PyTorch channels_last | ratio |',
         '|---|--:|--:|--:|--:|--:|',
     ]
     for arch, runs in results.items():
         row = ROWS[arch]
-        kinds = [('train', f'training, {row.size} px, images/s')]
-        kinds.append(('eval', f'evaluation, {row.eval_size} px, images/s'))
-        if row.latency:
-            kinds.append(('latency_ms', f'one image at {row.eval_size} px, ms'))
+        kinds = [('train', f'training, {row.size} px, batch {batch}, images/s')]
+        kinds.append(('eval', f'evaluation, {row.eval_size} px, batch {batch}, images/s'))
+        for n in row.latency:
+            what = 'one image' if n == 1 else f'batch {n}'
+            kinds.append((f'latency_{n}', f'forward, {row.eval_size} px, {what}, ms'))
         for key, label in kinds:
             values = [statistics.median(run[who][key] for run in runs) for who in CONTENDERS]
             cells = [f'{row.name} {label}', f'{values[0]:.1f}']
@@ -203,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(markdown(results, options.batch))
     first = next(iter(results.values()))[0]['project']['environment']
-    print(f'\n{describe(first)}; {options.cycles} cycles, medians.')
+    cycles_text = '1 cycle' if options.cycles == 1 else f'{options.cycles} cycles, medians'
+    print(f'\n{describe(first)}; {cycles_text}.')
     return 0
 
 

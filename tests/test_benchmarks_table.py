@@ -15,8 +15,8 @@ def fake_figures(monkeypatch, train: dict, latency: dict | None = None):
         value = train[who][calls[who] % len(train[who])]
         calls[who] += 1
         out = {'train': value, 'eval': 2 * value}
-        if row.latency:
-            out['latency_ms'] = latency[who]
+        for n in row.latency:
+            out[f'latency_{n}'] = latency[who] * n
         if who == 'project':
             out['environment'] = {
                 'cpu': 'CPU', 'cpu_count': 2, 'blas_kernel': 'Haswell', 'blas_threads': 2,
@@ -55,14 +55,15 @@ def test_a_latency_ratio_is_faster_above_one(monkeypatch, capsys):
     latency = {'project': 8.0, 'nchw': 16.0, 'channels_last': 4.0}
     fake_figures(monkeypatch, train, latency)
     assert table.main(['--torch-python', 'python', '--rows', 'squeezenet', '--cycles', '1']) == 0
-    line = next(line for line in capsys.readouterr().out.splitlines() if 'one image' in line)
-    assert [cell.strip() for cell in line.strip('|').split('|')][1:] == [
-        '8.0',
-        '16.0',
-        '2.00',
-        '4.0',
-        '0.50',
-    ]
+    lines = capsys.readouterr().out.splitlines()
+    one = next(line for line in lines if 'one image' in line)
+    assert [cell.strip() for cell in one.strip('|').split('|')][1:] == [
+        '8.0', '16.0', '2.00', '4.0', '0.50'
+    ]  # fmt: skip
+    sixteen = next(line for line in lines if '128 px, batch 16, ms' in line)
+    cells = [cell.strip() for cell in sixteen.strip('|').split('|')]
+    assert cells[1:4] == ['128.0', '256.0', '2.00']
+    assert sum('forward, 128 px' in line for line in lines) == 4  # batches 1, 4, 16, 64
 
 
 @pytest.mark.parametrize('rows', ['alexnet', ',', 'resnet20,alexnet'])
