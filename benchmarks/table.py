@@ -99,7 +99,8 @@ def cycles(row: Row, options: argparse.Namespace, log) -> list[dict]:
     """``options.cycles`` rounds of the three contenders, the order rotated each round."""
     out = []
     for cycle in range(options.cycles):
-        order = CONTENDERS[cycle % 3 :] + CONTENDERS[: cycle % 3]
+        turn = cycle % len(CONTENDERS)
+        order = CONTENDERS[turn:] + CONTENDERS[:turn]
         figures = {}
         for who in order:
             figures[who] = project(row, options) if who == 'project' else peer(row, options, who)

@@ -105,8 +105,9 @@ class Summary:
         return not self.differing and not self.unrecorded
 
 
-ACCURACIES = ('final_test', 'best_test', 'final_val', 'best_val', 'test_at_best_val')
-ACCURACIES += ('final_ema', 'best_ema')
+ACCURACIES = (
+    'final_test', 'best_test', 'final_val', 'best_val', 'test_at_best_val', 'final_ema', 'best_ema'
+)  # fmt: skip
 """The figures that are accuracies (shown in %)."""
 
 FIGURES = (
