@@ -29,7 +29,7 @@ import numpy as np
 from chainer import function_node
 from chainer.utils import conv, type_check
 
-from layers import blas, conv_blocks, kernels, workspace
+from layers import blas, conv_blocks, kernels, onednn, workspace
 from layers.fallback import plain_grads, wants_graph
 
 
@@ -131,8 +131,11 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 parts, self.branches, biases, self.normalize, strict=True
             ):
                 stop = start + w.shape[0]
-                onto = np.empty((0, 0), dtype) if bypass is None else bypass
-                self._forward_blocks(x, w, branch, y2, start, bias, onto, norm)
+                if _onednn(x, w, branch):
+                    self._forward_onednn(x, w, branch, y, start, bias, bypass, norm)
+                else:
+                    onto = np.empty((0, 0), dtype) if bypass is None else bypass
+                    self._forward_blocks(x, w, branch, y2, start, bias, onto, norm)
                 start = stop
             return (y,)
         parts = [
@@ -174,6 +177,23 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         cols = workspace.scratch('col', shape, x.dtype)
         s, p = branch.stride, branch.pad
         return x, wm, cols, imgs, (kh, kw, s, s, p, p, out_h, out_w), direct
+
+    def _forward_onednn(self, x, w, branch: Branch, y, start, bias, bypass, norm) -> None:
+        """The branch's channels of ``y`` (from ``start``) = conv(x) + bias (+ the same
+        columns of the 2-D ``bypass``) by oneDNN; with ``norm``, conv(relu(x * scale +
+        shift)), the normalized input written once."""
+        x = np.ascontiguousarray(x) if norm is None else _normalized(x, *norm)
+        o, channels = w.shape[0], y.shape[3]
+        convolution = onednn.convolution(
+            x.shape, w.shape, branch.stride, branch.pad, True, bypass is not None
+        )
+        whole = o == channels  # else a dense temporary, copied into the column slice
+        out = y if whole else workspace.scratch('onednn_y', y.shape[:3] + (o,), y.dtype)
+        if bypass is not None:
+            np.copyto(out.reshape(-1, o), bypass[:, start : start + o])
+        convolution.run_forward(x, np.ascontiguousarray(w), np.ascontiguousarray(bias), out)
+        if not whole:
+            y.reshape(-1, channels)[:, start : start + o] = out.reshape(-1, o)
 
     def _forward_blocks(self, x, w, branch: Branch, out, start, bias, onto, norm) -> None:
         """The branch's columns of ``out`` (2-D, from ``start``) = conv(x) + bias (+ the
@@ -235,6 +255,11 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         ):
             stop = start + w.shape[0]
             g = gy2[:, start:stop]
+            if _onednn(x, w, branch):
+                wanted_here = {i: i in indexes for i in (ix, iw, ib) if i is not None}
+                grads.update(self._backward_onednn(x, w, g, branch, (ix, iw, ib), wanted_here))
+                start = stop
+                continue
             if conv_blocks.available(g.dtype):
                 wanted_here = {i: i in indexes for i in (ix, iw, ib) if i is not None}
                 index = (ix, iw, ib)
@@ -251,6 +276,24 @@ class ConvolutionsNHWC(function_node.FunctionNode):
             if ix in indexes:
                 grads[ix] = self._grad_x(g, x, w, wm, branch)
         return _ordered(grads, wanted)
+
+    def _backward_onednn(self, x, w, g, branch: Branch, index: tuple, wanted: dict) -> dict:
+        """The gradients of one branch that ``wanted`` asks for, by oneDNN; ``g`` is the
+        branch's (M, O) output gradient, a column slice where the output was shared."""
+        ix, iw, ib = index
+        x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+        convolution = onednn.convolution(
+            x.shape, w.shape, branch.stride, branch.pad, True, self.bypass
+        )
+        gy = np.ascontiguousarray(g).reshape(convolution.y_shape)
+        want_w = wanted[iw] or (ib is not None and wanted[ib])
+        gx, gw, gb = convolution.run_backward(x, w, gy, wanted[ix], want_w)
+        grads = {ix: gx} if wanted[ix] else {}
+        if wanted[iw]:
+            grads[iw] = gw
+        if ib is not None and wanted[ib]:
+            grads[ib] = gb
+        return grads
 
     def _backward_blocks(self, x, w, gy2, start, branch, index: tuple, wanted: dict) -> dict:
         """The gradients of one branch that ``wanted`` asks for, image blocks per thread;
@@ -329,6 +372,16 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 y = F.bias(y, b)
             ys.append(F.reshape(y, (n, out_h, out_w, o)))
         return (F.concat(ys, axis=3) if len(ys) > 1 else ys[0],)
+
+
+def _onednn(x: np.ndarray, w: np.ndarray, branch: Branch) -> bool:
+    """Whether oneDNN runs this convolution (``onednn.available`` and ``onednn.pays``)."""
+    o, c, kh, kw = w.shape
+    n, h, width, _ = x.shape
+    out_h = conv.get_conv_outsize(h, kh, branch.stride, branch.pad)
+    out_w = conv.get_conv_outsize(width, kw, branch.stride, branch.pad)
+    flops = 2.0 * n * out_h * out_w * o * c * kh * kw
+    return onednn.available(x.dtype) and onednn.pays(c, kh, kw, flops)
 
 
 def _shifted(x: np.ndarray, w: np.ndarray, branch: Branch) -> bool:

@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image
 
 from inference.predictor import BATCH, DEFAULT_TOP, ChainerForward, Predictor, top_k
-from layers import runtime
+from layers import onednn, runtime
 from serving.protocol import (
     KNOWN_METHODS,
     ClientGone,
@@ -669,11 +669,14 @@ def run(server: PredictionServer) -> None:
 
 
 def backend_of(predictor: Predictor) -> str:
-    """What runs the model, for the start-up line: 'chainer, CPU, 2 threads' and the like."""
+    """What runs the model, for the start-up line: 'chainer, CPU, 2 threads, oneDNN 3.2.0
+    convolutions' and the like (oneDNN where ``layers.onednn`` loads it)."""
     forward = predictor.forward
     if isinstance(forward, ChainerForward):
         if forward.device.xp is np:
-            return f'chainer, CPU, {runtime.thread_count()} threads'
+            convolutions = onednn.version()
+            kernels = f', oneDNN {convolutions} convolutions' if convolutions else ''
+            return f'chainer, CPU, {runtime.thread_count()} threads{kernels}'
         return f'chainer, {forward.device}'
     threads = getattr(forward, 'threads', None)
     return 'onnx runtime, CPU' + (f', {threads} threads' if threads else '')

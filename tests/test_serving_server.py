@@ -214,17 +214,20 @@ def test_the_start_up_line_names_the_backend_and_its_threads(monkeypatch):
     import numpy as np
 
     from inference.predictor import Predictor
-    from layers import runtime
+    from layers import onednn, runtime
     from serving.server import backend_of
 
     monkeypatch.setenv('OMP_NUM_THREADS', '3')
     link = chainer.links.Linear(3 * 32 * 32, 10)
     chainer_predictor = Predictor(link, [str(i) for i in range(10)], '32')
+    monkeypatch.setattr(onednn, 'version', lambda: None)
     assert (
         backend_of(chainer_predictor)
         == 'chainer, CPU, 3 threads'
         == (f'chainer, CPU, {runtime.thread_count()} threads')
     )
+    monkeypatch.setattr(onednn, 'version', lambda: '3.2.0')
+    assert backend_of(chainer_predictor) == 'chainer, CPU, 3 threads, oneDNN 3.2.0 convolutions'
 
     class Onnx:  # an ONNX backend's forward: a callable with its thread count
         threads = 2

@@ -1,0 +1,370 @@
+"""oneDNN's convolution kernels for the NHWC fast path, through its C API (ctypes).
+
+oneDNN is the library PyTorch's CPU convolutions run on. Its JIT kernels (``brgconv`` on
+AVX-512) convolve NHWC images directly, without im2col's columns, and reach 200 to 250
+GFLOP/s on the 2 cores here where the im2col path's GEMMs reach 150 to 170 (OpenBLAS's
+kernel is about 100 GFLOP/s a core; docs/performance.md). ``conv_nhwc`` hands a
+convolution to it where ``pays`` says so and the library loads: the ``onednn-cpu-gomp``
+wheel (``make install``, x86-64 Linux), found in the environment's ``lib`` folder or on
+the loader's path. Anywhere else, with ``LAYERS_ONEDNN=0``, or in a child forked after the
+library started (GNU OpenMP's threads do not survive a fork), the im2col path runs: same
+results within float32 rounding.
+
+Activations stay NHWC and weights in Chainer's (O, C, kh, kw) layout: each call reorders
+the weights into the layout oneDNN's kernel asks for (a few microseconds; training changes
+them every step) and its weight gradient back. oneDNN's kernels need dense NHWC arrays;
+a branch writing into a column slice of a wider output (a Fire module's expands) goes
+through a dense temporary.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import threading
+
+import numpy as np
+
+LIBRARY = 'libdnnl.so.3'
+VARIABLE = 'LAYERS_ONEDNN'
+"""Set to 0 to keep oneDNN out (the im2col kernels run instead)."""
+
+# oneDNN 3's C API constants (oneapi/dnnl/dnnl_types.h, dnnl_common_types.h)
+_F32, _ANY, _CPU, _IN_ORDER = 3, 1, 1, 1
+_FORWARD_TRAINING = 64  # the hint backward needs; inference would choose the same kernels
+_DIRECT = 1
+_Q_IMPL, _Q_WEIGHTS, _Q_DIFF_WEIGHTS = 8, 131, 132
+_SRC, _DST, _WEIGHTS, _BIAS = 1, 17, 33, 41
+_DIFF_SRC, _DIFF_DST, _DIFF_WEIGHTS, _DIFF_BIAS = 129, 145, 161, 169
+_Dims = ctypes.c_int64 * 12
+_P = ctypes.c_void_p
+
+
+class OneDNNError(RuntimeError):
+    """A oneDNN call failed; the message names it and its status."""
+
+
+class _Arg(ctypes.Structure):
+    _fields_ = [('arg', ctypes.c_int), ('memory', _P)]
+
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def _forked_child() -> None:
+    _state['lib'] = None  # GNU OpenMP's thread pool is gone in a forked child
+
+
+def library():
+    """The loaded library with its engine and stream (a dict), or None where it is not
+    installed, ``LAYERS_ONEDNN=0``, or this process was forked after it started."""
+    if 'lib' in _state:
+        return _state['lib']
+    with _lock:
+        if 'lib' not in _state:
+            _state['lib'] = _load() if os.environ.get(VARIABLE, '1') != '0' else None
+            if _state['lib'] is not None and hasattr(os, 'register_at_fork'):
+                os.register_at_fork(after_in_child=_forked_child)
+    return _state['lib']
+
+
+def _load():
+    # GNU OpenMP's threads would spin after each call, taking the cores from the BLAS and
+    # Numba kernels that run next (1.3x slower there); asleep they cost a wake-up instead
+    os.environ.setdefault('OMP_WAIT_POLICY', 'passive')
+    found = ctypes.util.find_library('dnnl')
+    candidates = [os.path.join(sys.prefix, 'lib', LIBRARY), LIBRARY, found]
+    for candidate in filter(None, candidates):
+        try:
+            lib = ctypes.CDLL(candidate)
+        except OSError:
+            continue
+        return _setup(lib)
+    return None
+
+
+def _setup(lib) -> dict | None:
+    lib.dnnl_primitive_desc_query_md.restype = _P
+    lib.dnnl_primitive_desc_query_md.argtypes = [_P, ctypes.c_int, ctypes.c_int]
+    lib.dnnl_primitive_desc_query.argtypes = [_P, ctypes.c_int, ctypes.c_int, _P]
+    lib.dnnl_memory_desc_get_size.restype = ctypes.c_size_t
+    lib.dnnl_memory_desc_get_size.argtypes = [_P]
+    lib.dnnl_memory_desc_equal.argtypes = [_P, _P]
+    lib.dnnl_memory_create.argtypes = [_P, _P, _P, _P]
+    lib.dnnl_memory_destroy.argtypes = [_P]
+    lib.dnnl_primitive_execute.argtypes = [_P, _P, ctypes.c_int, _P]
+    lib.dnnl_post_ops_append_sum.argtypes = [_P, ctypes.c_float, ctypes.c_int32, ctypes.c_int]
+    engine, stream = _P(), _P()
+    try:
+        _check(lib.dnnl_engine_create(ctypes.byref(engine), _CPU, 0), 'engine')
+        _check(lib.dnnl_stream_create(ctypes.byref(stream), engine, _IN_ORDER), 'stream')
+    except OneDNNError:
+        return None
+    return {'lib': lib, 'engine': engine, 'stream': stream, 'cache': {}}
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        raise OneDNNError(f'oneDNN {what} failed with status {status}')
+
+
+class _Version(ctypes.Structure):
+    _fields_ = [('major', ctypes.c_int), ('minor', ctypes.c_int), ('patch', ctypes.c_int)]
+
+
+def version() -> str | None:
+    """oneDNN's version ('3.2.0'), or None where it does not run here (``library``)."""
+    state = library()
+    if state is None:
+        return None
+    call = state['lib'].dnnl_version
+    call.restype = ctypes.POINTER(_Version)
+    found = call().contents
+    return f'{found.major}.{found.minor}.{found.patch}'
+
+
+def available(dtype) -> bool:
+    """Whether oneDNN's kernels can run for ``dtype`` (float32) in this process."""
+    return np.dtype(dtype) == np.float32 and library() is not None
+
+
+MIN_FLOPS = 2**28
+"""The least work (multiply-adds times 2, forward) a convolution hands to oneDNN. Each
+oneDNN call wakes its sleeping threads (about 60 microseconds here, two calls a forward:
+the weights' reorder and the convolution), so small ones stay on the im2col kernels:
+measured whole nets, test mode, oneDNN against im2col in one process, alternating:
+SqueezeNet at 128 px 1.07x at batch 64, 0.99 at 16, 0.87 at 1; ResNet-20 at 32 px 1.2x at
+batch 64, 1.02 at 16, 0.70 at 1 (a 3x3 convolution at batch 1 is 5 to 30 MFLOP)."""
+
+
+def pays(c: int, kh: int, kw: int, flops: float) -> bool:
+    """Whether oneDNN runs this convolution rather than the im2col kernels: a kernel wider
+    than a pixel, at least 8 input channels and ``MIN_FLOPS`` of work. A 1x1 convolution
+    on NHWC is a plain GEMM already (no columns), and an image's first convolution (3
+    channels) has a weight gradient oneDNN computes at a fifth of the im2col path's speed
+    (measured, issue 26)."""
+    return kh * kw > 1 and c >= 8 and flops >= MIN_FLOPS
+
+
+class Convolution:
+    """One convolution geometry's oneDNN primitives (forward, backward data and weights),
+    created once and reused: dense NHWC source and destination, float32."""
+
+    def __init__(self, state, x_shape, w_shape, stride, pad, bias, accumulate):
+        self.state, lib, engine = state, state['lib'], state['engine']
+        self.w_shape = tuple(w_shape)
+        self.owned = []  # (destroy function, handle): released with the object
+        n, h, w, c = x_shape
+        o, _, kh, kw = w_shape
+        oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+        self.y_shape = (n, oh, ow, o)
+        self.src = self._nhwc(n, c, h, w)
+        self.dst = self._nhwc(n, o, oh, ow)
+        self.w_user = self._strided((o, c, kh, kw), (c * kh * kw, kh * kw, kw, 1))
+        w_any = self._md_any((o, c, kh, kw))
+        self.b_md = self._strided((o,), (1,)) if bias else None
+        geometry = (_Dims(stride, stride), _Dims(0, 0), _Dims(pad, pad), _Dims(pad, pad))
+        attr = None
+        if accumulate:  # dst += conv(x): the output holds the bypass already
+            post_ops, attr = _P(), _P()
+            _check(lib.dnnl_post_ops_create(ctypes.byref(post_ops)), 'post_ops_create')
+            _check(lib.dnnl_post_ops_append_sum(post_ops, 1.0, 0, 0), 'append_sum')
+            _check(lib.dnnl_primitive_attr_create(ctypes.byref(attr)), 'attr_create')
+            _check(lib.dnnl_primitive_attr_set_post_ops(attr, post_ops), 'set_post_ops')
+        self.forward_pd = _P()
+        _check(
+            lib.dnnl_convolution_forward_primitive_desc_create(
+                ctypes.byref(self.forward_pd), engine, _FORWARD_TRAINING, _DIRECT, self.src, w_any,
+                self.b_md, self.dst, *geometry, attr,
+            ),
+            'convolution forward',
+        )  # fmt: skip
+        self.owned.append(('dnnl_primitive_desc_destroy', self.forward_pd))
+        if attr is not None:
+            lib.dnnl_primitive_attr_destroy(attr)
+            lib.dnnl_post_ops_destroy(post_ops)
+        lib.dnnl_memory_desc_destroy(w_any)
+        self.forward_w = self._query(self.forward_pd, _Q_WEIGHTS)
+        self.forward = self._primitive(self.forward_pd)
+        self.to_forward_w = self._reorder(self.w_user, self.forward_w)
+        self.geometry = geometry
+        self.backward_ready = False
+
+    def __del__(self) -> None:
+        lib = self.state['lib']
+        for destroy, handle in reversed(getattr(self, 'owned', [])):
+            getattr(lib, destroy)(handle)
+
+    def _prepare_backward(self) -> None:
+        lib, engine = self.state['lib'], self.state['engine']
+        w_any = self._md_any(self.w_shape)
+        data_pd, weights_pd = _P(), _P()
+        _check(
+            lib.dnnl_convolution_backward_data_primitive_desc_create(
+                ctypes.byref(data_pd), engine, _DIRECT, self.src, w_any, self.dst,
+                *self.geometry, self.forward_pd, None,
+            ),
+            'convolution backward data',
+        )  # fmt: skip
+        _check(
+            lib.dnnl_convolution_backward_weights_primitive_desc_create(
+                ctypes.byref(weights_pd), engine, _DIRECT, self.src, w_any, self.b_md,
+                self.dst, *self.geometry, self.forward_pd, None,
+            ),
+            'convolution backward weights',
+        )  # fmt: skip
+        self.owned += [('dnnl_primitive_desc_destroy', pd) for pd in (data_pd, weights_pd)]
+        lib.dnnl_memory_desc_destroy(w_any)
+        self.data_w = self._query(data_pd, _Q_WEIGHTS)
+        self.weights_gw = self._query(weights_pd, _Q_DIFF_WEIGHTS)
+        self.backward_data = self._primitive(data_pd)
+        self.backward_weights = self._primitive(weights_pd)
+        self.to_data_w = self._reorder(self.w_user, self.data_w)
+        self.from_gw = self._reorder(self.weights_gw, self.w_user)
+        self.backward_ready = True
+
+    def _nhwc(self, n, c, h, w):
+        """Logical (N, C, H, W), stored NHWC: the dims oneDNN names, the strides we have."""
+        return self._strided((n, c, h, w), (h * w * c, 1, w * c, c))
+
+    def _strided(self, dims, strides):
+        md = _P()
+        lib = self.state['lib']
+        status = lib.dnnl_memory_desc_create_with_strides(
+            ctypes.byref(md), len(dims), _Dims(*dims), _F32, _Dims(*strides)
+        )
+        _check(status, 'memory_desc_create_with_strides')
+        self.owned.append(('dnnl_memory_desc_destroy', md))
+        return md
+
+    def _md_any(self, dims):
+        md = _P()
+        status = self.state['lib'].dnnl_memory_desc_create_with_tag(
+            ctypes.byref(md), len(dims), _Dims(*dims), _F32, _ANY
+        )
+        _check(status, 'memory_desc_create_with_tag')
+        return md
+
+    def _query(self, pd, what):
+        return _P(self.state['lib'].dnnl_primitive_desc_query_md(pd, what, 0))
+
+    def _primitive(self, pd):
+        primitive = _P()
+        _check(self.state['lib'].dnnl_primitive_create(ctypes.byref(primitive), pd), 'primitive')
+        self.owned.append(('dnnl_primitive_destroy', primitive))
+        return primitive
+
+    def _reorder(self, src, dst):
+        """A reorder primitive between two layouts, or None where they are the same."""
+        lib, engine = self.state['lib'], self.state['engine']
+        if lib.dnnl_memory_desc_equal(src, dst):
+            return None
+        pd = _P()
+        status = lib.dnnl_reorder_primitive_desc_create(
+            ctypes.byref(pd), src, engine, dst, engine, None
+        )
+        _check(status, 'reorder')
+        primitive = self._primitive(pd)
+        self.state['lib'].dnnl_primitive_desc_destroy(pd)  # the primitive keeps what it needs
+        return primitive
+
+    def implementation(self) -> str:
+        """oneDNN's name for the forward kernel it chose (``brgconv:avx512_core``...)."""
+        name = ctypes.c_char_p()
+        lib = self.state['lib']
+        _check(
+            lib.dnnl_primitive_desc_query(self.forward_pd, _Q_IMPL, 0, ctypes.byref(name)), 'query'
+        )
+        return name.value.decode()
+
+    def _buffer(self, md) -> np.ndarray:
+        size = self.state['lib'].dnnl_memory_desc_get_size(md)
+        return np.empty(-(-size // 4), np.float32)
+
+    def _execute(self, primitive, args) -> None:
+        """Run ``primitive`` on (argument, memory desc, array) triples."""
+        lib, engine, stream = self.state['lib'], self.state['engine'], self.state['stream']
+        memories = []
+        try:
+            for _, md, array in args:
+                memory = _P()
+                status = lib.dnnl_memory_create(
+                    ctypes.byref(memory), md, engine, _P(array.ctypes.data)
+                )
+                _check(status, 'memory_create')
+                memories.append(memory)
+            pairs = (_Arg * len(args))(
+                *(_Arg(a, m) for (a, _, _), m in zip(args, memories, strict=True))
+            )
+            with _lock:  # a primitive's scratchpad is its own: one execution at a time
+                _check(lib.dnnl_primitive_execute(primitive, stream, len(args), pairs), 'execute')
+                _check(lib.dnnl_stream_wait(stream), 'stream_wait')
+        finally:
+            for memory in memories:
+                lib.dnnl_memory_destroy(memory)
+
+    def _weights(self, w: np.ndarray, reorder, md) -> np.ndarray:
+        if reorder is None:
+            return w
+        out = self._buffer(md)
+        self._execute(reorder, [(_SRC, self.w_user, w), (_DST, md, out)])
+        return out
+
+    def run_forward(self, x: np.ndarray, w: np.ndarray, b, y: np.ndarray) -> None:
+        """y = conv(x, w) + b (+ y, where this geometry accumulates); all C-contiguous."""
+        wf = self._weights(w, self.to_forward_w, self.forward_w)
+        args = [(_SRC, self.src, x), (_WEIGHTS, self.forward_w, wf), (_DST, self.dst, y)]
+        if self.b_md is not None:
+            args.append((_BIAS, self.b_md, b))
+        self._execute(self.forward, args)
+
+    def run_backward(self, x, w, gy, want_x: bool, want_w: bool):
+        """(gx or None, gw or None, gb or None) for the output gradient ``gy`` (dense)."""
+        if not self.backward_ready:
+            self._prepare_backward()
+        gx = gw = gb = None
+        if want_x:
+            gx = np.empty(x.shape, np.float32)
+            wd = self._weights(w, self.to_data_w, self.data_w)
+            args = [
+                (_DIFF_DST, self.dst, gy),
+                (_WEIGHTS, self.data_w, wd),
+                (_DIFF_SRC, self.src, gx),
+            ]
+            self._execute(self.backward_data, args)
+        if want_w:
+            gw = np.empty(w.shape, np.float32)
+            native = gw if self.from_gw is None else self._buffer(self.weights_gw)
+            args = [
+                (_SRC, self.src, x),
+                (_DIFF_DST, self.dst, gy),
+                (_DIFF_WEIGHTS, self.weights_gw, native),
+            ]
+            if self.b_md is not None:
+                gb = np.empty(w.shape[0], np.float32)
+                args.append((_DIFF_BIAS, self.b_md, gb))
+            self._execute(self.backward_weights, args)
+            if self.from_gw is not None:
+                self._execute(
+                    self.from_gw, [(_SRC, self.weights_gw, native), (_DST, self.w_user, gw)]
+                )
+        return gx, gw, gb
+
+
+CACHED = 256
+"""Geometries whose primitives are kept (a batch size, image size or layer each); the
+least recently used goes beyond that (a service seeing many batch sizes)."""
+
+
+def convolution(x_shape, w_shape, stride, pad, bias, accumulate=False):
+    """The cached ``Convolution`` of this geometry (created on first use)."""
+    cache = library()['cache']
+    key = (tuple(x_shape), tuple(w_shape), stride, pad, bias, accumulate)
+    found = cache.pop(key, None)
+    if found is None:
+        found = Convolution(library(), *key)
+        while len(cache) >= CACHED:
+            cache.pop(next(iter(cache)))
+    cache[key] = found  # dicts keep insertion order: the newest last
+    return found

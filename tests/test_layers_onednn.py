@@ -1,0 +1,173 @@
+"""oneDNN's convolutions on the fast path (layers.onednn): the same results as the im2col
+kernels and a float64 reference, taken where they pay, and out of the way where switched
+off, not installed or in a forked child."""
+
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+
+import chainer
+import chainer.links as L
+import numpy as np
+import pytest
+from test_layers_nhwc import nchw, relative, run_conv
+
+from layers import onednn
+from layers.conv_nhwc import Branch, convolutions_nhwc
+
+INSTALLED = sys.platform.startswith('linux') and platform.machine() == 'x86_64'
+needs_onednn = pytest.mark.skipif(
+    not INSTALLED, reason='the onednn-cpu-gomp wheel exists for x86-64 Linux only'
+)
+
+
+@needs_onednn
+def test_the_library_loads_where_the_requirements_install_it():
+    assert onednn.library() is not None
+    assert onednn.version().startswith('3.')
+    assert onednn.available(np.float32) and not onednn.available(np.float64)
+
+
+def test_pays_for_large_wide_kernels_on_eight_channels_or_more():
+    big = onednn.MIN_FLOPS
+    assert onednn.pays(16, 3, 3, big) and onednn.pays(8, 3, 3, big)
+    assert not onednn.pays(16, 3, 3, big - 1)  # waking oneDNN's threads would cost more
+    assert not onednn.pays(3, 3, 3, big)  # an image's first convolution
+    assert not onednn.pays(64, 1, 1, big)  # a GEMM already
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """oneDNN for the tests' small convolutions too."""
+    monkeypatch.setattr(onednn, 'MIN_FLOPS', 0)
+
+
+class Calls:
+    """Counts oneDNN's forward and backward runs (the path was taken, not only correct)."""
+
+    def __init__(self, monkeypatch):
+        self.forward = self.backward = 0
+        run_forward, run_backward = onednn.Convolution.run_forward, onednn.Convolution.run_backward
+
+        def forward(conv, *args):
+            self.forward += 1
+            return run_forward(conv, *args)
+
+        def backward(conv, *args):
+            self.backward += 1
+            return run_backward(conv, *args)
+
+        monkeypatch.setattr(onednn.Convolution, 'run_forward', forward)
+        monkeypatch.setattr(onednn.Convolution, 'run_backward', backward)
+
+
+CASES = [
+    # (in, out, ksize, stride, pad, input size), bias, bypass
+    ([(8, 16, 3, 1, 1, 10)], True, False),
+    ([(16, 8, 3, 2, 1, 9)], True, False),
+    ([(12, 8, 5, 1, 2, 7)], False, False),
+    ([(8, 4, 1, 1, 0, 8), (8, 8, 3, 1, 1, 8)], True, False),  # a Fire module's expands
+    ([(8, 8, 3, 1, 1, 8)], True, True),  # a residual block's second convolution
+    ([(8, 4, 1, 1, 0, 8), (8, 8, 3, 1, 1, 8)], False, True),
+]
+
+
+@needs_onednn
+@pytest.mark.parametrize('case, bias, bypass', CASES)
+def test_onednn_equals_the_im2col_path_and_float64(case, bias, bypass, rng, monkeypatch, small):
+    convs = [
+        L.Convolution2D(c, o, k, stride=s, pad=p, nobias=not bias) for c, o, k, s, p, _ in case
+    ]
+    for conv in convs:
+        if bias:
+            conv.b.array[...] = rng.normal(size=conv.b.shape)
+    xs = [rng.normal(size=(3, size, size, c)).astype(np.float32) for c, *_, size in case]
+    out_size = (case[0][5] + 2 * case[0][4] - case[0][2]) // case[0][3] + 1
+    channels = sum(o for _, o, *_ in case)
+    gy = rng.normal(size=(3, out_size, out_size, channels)).astype(np.float32)
+    r = rng.normal(size=gy.shape).astype(np.float32) if bypass else None
+    ref_y, ref_g = run_conv(
+        convs, [nchw(x) for x in xs], gy, np.float64, fast=False,
+        bypass=None if r is None else nchw(r),
+    )  # fmt: skip
+    calls = Calls(monkeypatch)
+    dnn_y, dnn_g = run_conv(convs, xs, gy, bypass=r)
+    wide = sum(k > 1 for _, _, k, *_ in case)
+    assert (calls.forward, calls.backward) == (wide, wide)
+    monkeypatch.setitem(onednn._state, 'lib', None)  # the im2col kernels
+    im2col_y, im2col_g = run_conv(convs, xs, gy, bypass=r)
+    assert (calls.forward, calls.backward) == (wide, wide)
+    scale = np.abs(ref_y).max()
+    assert relative(dnn_y, ref_y, scale) < 1e-5
+    assert relative(dnn_y, im2col_y, scale) < 1e-5
+    assert len(dnn_g) == len(ref_g)
+    for ref, im2col, dnn in zip(ref_g, im2col_g, dnn_g, strict=True):
+        assert dnn.shape == ref.shape and dnn.dtype == np.float32
+        scale = np.abs(ref).max()
+        assert relative(dnn, ref, scale) < max(1e-5, 4 * relative(im2col, ref, scale))
+
+
+@needs_onednn
+def test_a_normalized_input_in_test_mode(rng, monkeypatch, small):
+    """BN-ReLU-Conv in test mode: oneDNN convolves relu(x * scale + shift)."""
+    x = rng.normal(size=(2, 9, 9, 8)).astype(np.float32)
+    w = (0.2 * rng.normal(size=(16, 8, 3, 3))).astype(np.float32)
+    b = rng.normal(size=16).astype(np.float32)
+    scale = rng.uniform(0.5, 1.5, 8).astype(np.float32)
+    shift = rng.normal(size=8).astype(np.float32)
+    calls = Calls(monkeypatch)
+    with chainer.no_backprop_mode():
+        y = convolutions_nhwc([Branch(1, 1)], [x, w, b], normalize=[(scale, shift)]).array
+        assert calls.forward == 1
+        z = np.maximum(x * scale + shift, 0)
+        monkeypatch.setitem(onednn._state, 'lib', None)
+        expected = convolutions_nhwc([Branch(1, 1)], [z, w, b]).array
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@needs_onednn
+def test_the_cache_keeps_the_newest_geometries(rng, monkeypatch, small):
+    monkeypatch.setattr(onednn, 'CACHED', 2)
+    monkeypatch.setitem(onednn.library(), 'cache', {})
+    w = rng.normal(size=(8, 8, 3, 3)).astype(np.float32)
+    for n in (1, 2, 3, 2):
+        x = rng.normal(size=(n, 6, 6, 8)).astype(np.float32)
+        with chainer.no_backprop_mode():
+            convolutions_nhwc([Branch(1, 1, bias=False)], [x, w])
+    assert [key[0][0] for key in onednn.library()['cache']] == [3, 2]  # 1 went, 2 is newest
+
+
+def test_switched_off_by_the_variable():
+    code = (
+        'import numpy as np; from layers import onednn; '
+        'print(onednn.library(), onednn.version(), onednn.available(np.float32))'
+    )
+    env_off = {'LAYERS_ONEDNN': '0'}
+    done = subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True, check=True,
+        env={**os.environ, **env_off},
+    )  # fmt: skip
+    assert done.stdout.split() == ['None', 'None', 'False']
+
+
+def _child_forward(x, w):
+    with chainer.no_backprop_mode():
+        y = convolutions_nhwc([Branch(1, 1, bias=False)], [x, w]).array
+    return y, onednn.library() is None
+
+
+@needs_onednn
+def test_a_forked_child_runs_the_im2col_kernels(rng, small):
+    """GNU OpenMP's threads are gone in a child forked after oneDNN ran: the child falls
+    back to the im2col kernels (same results within rounding) instead of hanging."""
+    x = rng.normal(size=(2, 8, 8, 8)).astype(np.float32)
+    w = rng.normal(size=(8, 8, 3, 3)).astype(np.float32)
+    with chainer.no_backprop_mode():
+        expected = convolutions_nhwc([Branch(1, 1, bias=False)], [x, w]).array
+    assert onednn.library() is not None
+    with multiprocessing.get_context('fork').Pool(1) as pool:
+        y, fell_back = pool.apply_async(_child_forward, (x, w)).get(timeout=120)
+    assert fell_back
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
