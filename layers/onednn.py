@@ -129,13 +129,15 @@ def available(dtype) -> bool:
     return np.dtype(dtype) == np.float32 and library() is not None
 
 
-MIN_FLOPS = 2**28
-"""The least work (multiply-adds times 2, forward) a convolution hands to oneDNN. Each
-oneDNN call wakes its sleeping threads (about 60 microseconds here, two calls a forward:
-the weights' reorder and the convolution), so small ones stay on the im2col kernels:
-measured whole nets, test mode, oneDNN against im2col in one process, alternating:
-SqueezeNet at 128 px 1.07x at batch 64, 0.99 at 16, 0.87 at 1; ResNet-20 at 32 px 1.2x at
-batch 64, 1.02 at 16, 0.70 at 1 (a 3x3 convolution at batch 1 is 5 to 30 MFLOP)."""
+MIN_FLOPS = 2**26
+"""The least work (2 x multiply-adds, forward) a convolution hands to oneDNN. Each oneDNN
+call wakes its sleeping threads (about 50 microseconds on this VM; a forward makes two
+calls, the weights' reorder and the convolution), so small ones stay on the im2col
+kernels. Measured whole nets in test mode, oneDNN against im2col in one process,
+alternating: with every convolution on oneDNN, ResNet-20 at 32 px 0.70x at batch 1 (its
+3x3 convolutions are 5 to 20 MFLOP there) and 1.2x at 64; with this threshold ResNet-20
+1.04x at batch 16 (0.99 with 2**28), the VGG example 1.26x, SqueezeNet at 128 px 0.99 to
+1.04x at batches 4 and 16."""
 
 
 def pays(c: int, kh: int, kw: int, flops: float) -> bool:
