@@ -381,7 +381,7 @@ def _onednn(x: np.ndarray, w: np.ndarray, branch: Branch) -> bool:
     out_h = conv.get_conv_outsize(h, kh, branch.stride, branch.pad)
     out_w = conv.get_conv_outsize(width, kw, branch.stride, branch.pad)
     flops = 2.0 * n * out_h * out_w * o * c * kh * kw
-    return onednn.available(x.dtype) and onednn.pays(c, kh, kw, flops)
+    return onednn.available(x.dtype) and onednn.pays(flops)
 
 
 def _shifted(x: np.ndarray, w: np.ndarray, branch: Branch) -> bool:
