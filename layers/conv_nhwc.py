@@ -181,19 +181,32 @@ class ConvolutionsNHWC(function_node.FunctionNode):
     def _forward_onednn(self, x, w, branch: Branch, y, start, bias, bypass, norm) -> None:
         """The branch's channels of ``y`` (from ``start``) = conv(x) + bias (+ the same
         columns of the 2-D ``bypass``) by oneDNN; with ``norm``, conv(relu(x * scale +
-        shift)), the normalized input written once."""
-        x = np.ascontiguousarray(x) if norm is None else _normalized(x, *norm)
+        shift)), the normalized input written once. oneDNN writes dense arrays only: a
+        branch with a slice of ``y`` goes through a dense temporary, copied into the slice
+        with the bypass added in the same pass."""
+        x = np.ascontiguousarray(x)
+        if norm is not None:
+            normalized = workspace.scratch('onednn_x', x.shape, x.dtype)
+            c, (scale, shift) = x.shape[3], norm
+            flat = normalized.reshape(1, -1, c)
+            kernels.scale_shift_relu(x.reshape(-1, c), scale[None], shift[None], flat, 0.0)
+            x = normalized
         o, channels = w.shape[0], y.shape[3]
+        whole = o == channels
+        accumulate = whole and bypass is not None  # oneDNN adds onto the bypass in y
         convolution = onednn.convolution(
-            x.shape, w.shape, branch.stride, branch.pad, True, bypass is not None
+            x.shape, w.shape, branch.stride, branch.pad, True, accumulate
         )
-        whole = o == channels  # else a dense temporary, copied into the column slice
         out = y if whole else workspace.scratch('onednn_y', y.shape[:3] + (o,), y.dtype)
-        if bypass is not None:
-            np.copyto(out.reshape(-1, o), bypass[:, start : start + o])
+        if accumulate:
+            np.copyto(out.reshape(-1, o), bypass)
         convolution.run_forward(x, np.ascontiguousarray(w), np.ascontiguousarray(bias), out)
-        if not whole:
-            y.reshape(-1, channels)[:, start : start + o] = out.reshape(-1, o)
+        if not whole:  # NumPy's strided copies: 2.5x faster here than a Numba loop
+            columns = y.reshape(-1, channels)[:, start : start + o]
+            if bypass is None:
+                np.copyto(columns, out.reshape(-1, o))
+            else:
+                np.add(out.reshape(-1, o), bypass[:, start : start + o], out=columns)
 
     def _forward_blocks(self, x, w, branch: Branch, out, start, bias, onto, norm) -> None:
         """The branch's columns of ``out`` (2-D, from ``start``) = conv(x) + bias (+ the
@@ -255,15 +268,11 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         ):
             stop = start + w.shape[0]
             g = gy2[:, start:stop]
-            if _onednn(x, w, branch):
+            by_onednn = _onednn(x, w, branch)
+            if by_onednn or conv_blocks.available(g.dtype):
                 wanted_here = {i: i in indexes for i in (ix, iw, ib) if i is not None}
-                grads.update(self._backward_onednn(x, w, g, branch, (ix, iw, ib), wanted_here))
-                start = stop
-                continue
-            if conv_blocks.available(g.dtype):
-                wanted_here = {i: i in indexes for i in (ix, iw, ib) if i is not None}
-                index = (ix, iw, ib)
-                grads.update(self._backward_blocks(x, w, gy2, start, branch, index, wanted_here))
+                backward = self._backward_onednn if by_onednn else self._backward_blocks
+                grads.update(backward(x, w, gy2, start, branch, (ix, iw, ib), wanted_here))
                 start = stop
                 continue
             start = stop
@@ -277,15 +286,21 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 grads[ix] = self._grad_x(g, x, w, wm, branch)
         return _ordered(grads, wanted)
 
-    def _backward_onednn(self, x, w, g, branch: Branch, index: tuple, wanted: dict) -> dict:
-        """The gradients of one branch that ``wanted`` asks for, by oneDNN; ``g`` is the
-        branch's (M, O) output gradient, a column slice where the output was shared."""
+    def _backward_onednn(self, x, w, gy2, start, branch, index: tuple, wanted: dict) -> dict:
+        """The gradients of one branch that ``wanted`` asks for, by oneDNN; the branch's
+        output gradient is ``gy2``'s columns from ``start`` (copied out where it has others)."""
         ix, iw, ib = index
         x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+        o = w.shape[0]
+        whole = o == gy2.shape[1]
         convolution = onednn.convolution(
-            x.shape, w.shape, branch.stride, branch.pad, True, self.bypass
+            x.shape, w.shape, branch.stride, branch.pad, True, self.bypass and whole
         )
-        gy = np.ascontiguousarray(g).reshape(convolution.y_shape)
+        g = gy2
+        if not whole:
+            g = workspace.scratch('onednn_gy', (gy2.shape[0], o), gy2.dtype)
+            np.copyto(g, gy2[:, start : start + o])
+        gy = g.reshape(convolution.y_shape)
         want_w = wanted[iw] or (ib is not None and wanted[ib])
         gx, gw, gb = convolution.run_backward(x, w, gy, wanted[ix], want_w)
         grads = {ix: gx} if wanted[ix] else {}
