@@ -30,6 +30,23 @@ def test_the_library_loads_where_the_requirements_install_it():
     assert onednn.available(np.float32) and not onednn.available(np.float64)
 
 
+@needs_onednn
+@pytest.mark.parametrize(
+    'x_shape, w_shape, stride, pad',
+    [
+        ((4, 16, 16, 16), (32, 16, 3, 3), 1, 1),
+        ((4, 16, 16, 16), (32, 16, 3, 3), 2, 1),
+        ((4, 16, 16, 96), (16, 96, 1, 1), 1, 0),
+        ((2, 64, 64, 3), (96, 3, 7, 7), 2, 2),  # SqueezeNet's conv1
+    ],
+)
+def test_the_kernels_are_oneDNNs_fast_ones(x_shape, w_shape, stride, pad):
+    """NHWC data and HWIO weights get the JIT kernels, not the reference code."""
+    names = onednn.convolution(x_shape, w_shape, stride, pad, True).implementations()
+    assert set(names) == {'forward', 'backward_data', 'backward_weights'}
+    assert not any(name.startswith('ref') for name in names.values()), names
+
+
 def test_pays_from_min_flops_on():
     assert onednn.pays(onednn.MIN_FLOPS) and onednn.pays(10 * onednn.MIN_FLOPS)
     assert not onednn.pays(onednn.MIN_FLOPS - 1)  # waking oneDNN's threads would cost more
