@@ -457,8 +457,9 @@ def blas_kernel() -> str | None:
 
 def fast_path_environment() -> dict:
     """The fast path's threading: Numba's layer and threads (``layers.runtime`` sets them,
-    here before Numba starts, as the model's first step would)."""
-    from layers import runtime
+    here before Numba starts, as the model's first step would), and oneDNN's version where
+    its convolutions run (``layers.onednn``), with its threads' wait policy."""
+    from layers import onednn, runtime
 
     runtime.configure()
     import numba
@@ -468,6 +469,8 @@ def fast_path_environment() -> dict:
         'threading_layer': numba.config.THREADING_LAYER,
         'numba_threads': numba.get_num_threads(),
         'threads_wanted': runtime.thread_count(),
+        'onednn': onednn.version(),
+        'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
     }
 
 

@@ -154,15 +154,21 @@ def markdown(results: dict[str, list[dict]], batch: int) -> str:
 
 
 def describe(environment: dict) -> str:
-    """One line: the CPU, OpenBLAS's kernel and environment, the threads."""
+    """One line: the CPU, OpenBLAS's kernel and environment, the threads, oneDNN."""
     openblas = ', '.join(f'{k}={v}' for k, v in environment['openblas_env'].items() if v)
     fast = environment.get('fast_path') or {}
+    onednn = fast.get('onednn')
+    convolutions = (
+        f'oneDNN {onednn} convolutions (OMP_WAIT_POLICY={fast.get("omp_wait_policy")})'
+        if onednn
+        else 'no oneDNN'
+    )
     return (
         f'{environment["cpu"]}, {environment["cpu_count"]} cores; OpenBLAS kernel '
         f'{environment["blas_kernel"]} ({openblas or "OPENBLAS_* unset"}), '
         f'{environment["blas_threads"]} BLAS threads; Numba {fast.get("numba")} on '
-        f'{fast.get("threading_layer")}, {fast.get("numba_threads")} threads; Python '
-        f'{environment["python"]}, NumPy {environment["numpy"]}'
+        f'{fast.get("threading_layer")}, {fast.get("numba_threads")} threads; {convolutions}; '
+        f'Python {environment["python"]}, NumPy {environment["numpy"]}'
     )
 
 

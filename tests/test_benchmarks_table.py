@@ -21,7 +21,10 @@ def fake_figures(monkeypatch, train: dict, latency: dict | None = None):
             out['environment'] = {
                 'cpu': 'CPU', 'cpu_count': 2, 'blas_kernel': 'Haswell', 'blas_threads': 2,
                 'openblas_env': {'OPENBLAS_CORETYPE': 'Haswell', 'OPENBLAS_L2_SIZE': None},
-                'fast_path': {'numba': '0', 'threading_layer': 'tbb', 'numba_threads': 2},
+                'fast_path': {
+                    'numba': '0', 'threading_layer': 'tbb', 'numba_threads': 2,
+                    'onednn': '3.2.0', 'omp_wait_policy': 'passive',
+                },
                 'python': '3', 'numpy': '1',
             }  # fmt: skip
         return out
@@ -47,6 +50,7 @@ def test_the_order_rotates_and_each_ratio_is_within_a_cycle(monkeypatch, capsys)
     # medians of the rates; ratios per cycle: NCHW 2.0, 1.0, 0.9; channels_last 0.5, 0.5, 0.9
     assert cells[1:] == ['90.0', '50.0', '1.00 (0.90-2.00)', '100.0', '0.50 (0.50-0.90)']
     assert 'OpenBLAS kernel Haswell (OPENBLAS_CORETYPE=Haswell)' in out
+    assert 'oneDNN 3.2.0 convolutions (OMP_WAIT_POLICY=passive)' in out
     assert '3 cycles, medians' in out
 
 
@@ -82,3 +86,13 @@ def test_a_failing_contender_is_one_line(monkeypatch, capsys):
     captured = capsys.readouterr()
     assert captured.err.splitlines()[-1] == 'error: benchmarks.speed --arch vgg failed: boom'
     assert captured.out == ''
+
+
+def test_the_environment_line_says_where_onednn_is_missing():
+    environment = {
+        'cpu': 'CPU', 'cpu_count': 2, 'blas_kernel': 'SkylakeX', 'blas_threads': 2,
+        'openblas_env': {}, 'fast_path': {'numba': '0', 'onednn': None},
+        'python': '3', 'numpy': '2',
+    }  # fmt: skip
+    line = table.describe(environment)
+    assert 'no oneDNN' in line and 'oneDNN convolutions' not in line
