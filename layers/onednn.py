@@ -30,10 +30,10 @@ VARIABLE = 'LAYERS_ONEDNN'
 """Set to 0 to keep oneDNN out (the im2col kernels run instead)."""
 
 # oneDNN 3's C API constants (oneapi/dnnl/dnnl_types.h, dnnl_common_types.h)
-_F32, _CPU, _IN_ORDER = 3, 1, 1
+_F32, _ANY, _CPU, _IN_ORDER = 3, 1, 1, 1
 _FORWARD_TRAINING = 64  # the hint backward needs; inference would choose the same kernels
 _DIRECT = 1
-_Q_IMPL = 8
+_Q_IMPL, _Q_WEIGHTS, _Q_DIFF_WEIGHTS = 8, 131, 132
 _SRC, _DST, _WEIGHTS, _BIAS = 1, 17, 33, 41
 _DIFF_SRC, _DIFF_DST, _DIFF_WEIGHTS, _DIFF_BIAS = 129, 145, 161, 169
 _Dims = ctypes.c_int64 * 12
@@ -86,6 +86,11 @@ def _load():
 
 def _setup(lib) -> dict | None:
     lib.dnnl_primitive_desc_query.argtypes = [_P, ctypes.c_int, ctypes.c_int, _P]
+    lib.dnnl_primitive_desc_query_md.restype = _P
+    lib.dnnl_primitive_desc_query_md.argtypes = [_P, ctypes.c_int, ctypes.c_int]
+    lib.dnnl_memory_desc_get_size.restype = ctypes.c_size_t
+    lib.dnnl_memory_desc_get_size.argtypes = [_P]
+    lib.dnnl_memory_desc_equal.argtypes = [_P, _P]
     lib.dnnl_memory_create.argtypes = [_P, _P, _P, _P]
     lib.dnnl_memory_destroy.argtypes = [_P]
     lib.dnnl_primitive_execute.argtypes = [_P, _P, ctypes.c_int, _P]
@@ -147,13 +152,18 @@ def pays(flops: float) -> bool:
 
 class Convolution:
     """One convolution geometry's oneDNN primitives (forward, backward data and weights),
-    created once and reused: dense NHWC source and destination, float32, the weights in
-    HWIO order (``hwio``), which oneDNN's brgconv kernels read as fast as their own
-    blocked layout (measured: 0.97 to 1.6x), so no reorder call wakes its threads."""
+    created once and reused: dense NHWC source and destination, float32.
+
+    The forward reads the weights in HWIO order (``hwio``, a NumPy copy): its brgconv
+    kernels do so as fast as from their own blocked layout (0.97 to 1.6x, measured), and
+    no reorder call wakes oneDNN's threads. The backward kernels get the layout they ask
+    for (reordered there, and the weight gradient back): with HWIO oneDNN falls back to
+    GEMM-based ones, which made a training step 1.4 to 2.3 times slower."""
 
     def __init__(self, state, x_shape, w_shape, stride, pad, bias, accumulate):
         self.state, lib, engine = state, state['lib'], state['engine']
         self.owned = []  # (destroy function, handle): released with the object
+        self.w_shape = tuple(w_shape)
         n, h, w, c = x_shape
         o, _, kh, kw = w_shape
         oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
@@ -188,17 +198,46 @@ class Convolution:
 
     def _prepare_backward(self) -> None:
         lib, engine = self.state['lib'], self.state['engine']
-        data_pd = self._descriptor(
-            lib.dnnl_convolution_backward_data_primitive_desc_create, engine, _DIRECT,
-            self.src, self.weights, self.dst, *self.geometry, self.forward_pd, None,
-        )  # fmt: skip
-        weights_pd = self._descriptor(
-            lib.dnnl_convolution_backward_weights_primitive_desc_create, engine, _DIRECT,
-            self.src, self.weights, self.b_md, self.dst, *self.geometry, self.forward_pd, None,
-        )  # fmt: skip
+        chosen = _P()
+        _check(
+            lib.dnnl_memory_desc_create_with_tag(
+                ctypes.byref(chosen), 4, _Dims(*self.w_shape), _F32, _ANY
+            ),
+            'memory_desc_create_with_tag',
+        )
+        try:
+            data_pd = self._descriptor(
+                lib.dnnl_convolution_backward_data_primitive_desc_create, engine, _DIRECT,
+                self.src, chosen, self.dst, *self.geometry, self.forward_pd, None,
+            )  # fmt: skip
+            weights_pd = self._descriptor(
+                lib.dnnl_convolution_backward_weights_primitive_desc_create, engine,
+                _DIRECT, self.src, chosen, self.b_md, self.dst, *self.geometry,
+                self.forward_pd, None,
+            )  # fmt: skip
+        finally:
+            lib.dnnl_memory_desc_destroy(chosen)
+        self.data_w = _P(lib.dnnl_primitive_desc_query_md(data_pd, _Q_WEIGHTS, 0))
+        self.weights_gw = _P(lib.dnnl_primitive_desc_query_md(weights_pd, _Q_DIFF_WEIGHTS, 0))
+        self.to_data_w = self._reorder(self.weights, self.data_w)
+        self.from_gw = self._reorder(self.weights_gw, self.weights)
         self.backward_data = self._primitive(data_pd)
         self.backward_weights = self._primitive(weights_pd)
         self.descriptors.update(backward_data=data_pd, backward_weights=weights_pd)
+
+    def _reorder(self, src, dst):
+        """A reorder primitive between two weight layouts, or None where they are one."""
+        lib, engine = self.state['lib'], self.state['engine']
+        if lib.dnnl_memory_desc_equal(src, dst):
+            return None
+        pd = self._descriptor(
+            lib.dnnl_reorder_primitive_desc_create, src, engine, dst, engine, None
+        )
+        return self._primitive(pd)
+
+    def _buffer(self, md) -> np.ndarray:
+        size = self.state['lib'].dnnl_memory_desc_get_size(md)
+        return np.empty(-(-size // 4), np.float32)
 
     def _descriptor(self, create, *args):
         pd = _P()
@@ -274,17 +313,27 @@ class Convolution:
         gx = gw = gb = None
         if want_x:
             gx = np.empty(x.shape, np.float32)
-            args = [(_DIFF_DST, self.dst, gy), (_WEIGHTS, self.weights, hwio(w))]
+            wd = hwio(w)
+            if self.to_data_w is not None:
+                wd, w_hwio = self._buffer(self.data_w), wd
+                self._execute(
+                    self.to_data_w, [(_SRC, self.weights, w_hwio), (_DST, self.data_w, wd)]
+                )
+            args = [(_DIFF_DST, self.dst, gy), (_WEIGHTS, self.data_w, wd)]
             self._execute(self.backward_data, [*args, (_DIFF_SRC, self.src, gx)])
         if want_w:
             o, c, kh, kw = w.shape
             gw_hwio = np.empty((kh, kw, c, o), np.float32)
+            native = gw_hwio if self.from_gw is None else self._buffer(self.weights_gw)
             args = [(_SRC, self.src, x), (_DIFF_DST, self.dst, gy)]
-            args.append((_DIFF_WEIGHTS, self.weights, gw_hwio))
+            args.append((_DIFF_WEIGHTS, self.weights_gw, native))
             if self.b_md is not None:
                 gb = np.empty(o, np.float32)
                 args.append((_DIFF_BIAS, self.b_md, gb))
             self._execute(self.backward_weights, args)
+            if self.from_gw is not None:
+                back = [(_SRC, self.weights_gw, native), (_DST, self.weights, gw_hwio)]
+                self._execute(self.from_gw, back)
             gw = np.ascontiguousarray(gw_hwio.transpose(3, 2, 0, 1))
         return gx, gw, gb
 
