@@ -197,7 +197,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         convolution = onednn.convolution(
             x.shape, w.shape, branch.stride, branch.pad, True, accumulate
         )
-        out = y if whole else workspace.scratch('onednn_y', y.shape[:3] + (o,), y.dtype)
+        out = y if whole else workspace.scratch('onednn_dense', y.shape[:3] + (o,), y.dtype)
         if accumulate:
             np.copyto(out.reshape(-1, o), bypass)
         convolution.run_forward(x, np.ascontiguousarray(w), np.ascontiguousarray(bias), out)
@@ -298,7 +298,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         )
         g = gy2
         if not whole:
-            g = workspace.scratch('onednn_gy', (gy2.shape[0], o), gy2.dtype)
+            g = workspace.scratch('onednn_dense', (gy2.shape[0], o), gy2.dtype)
             np.copyto(g, gy2[:, start : start + o])
         gy = g.reshape(convolution.y_shape)
         want_w = wanted[iw] or (ib is not None and wanted[ib])
