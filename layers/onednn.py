@@ -135,13 +135,11 @@ def available(dtype) -> bool:
 
 MIN_FLOPS = 2**26
 """The least work (2 x multiply-adds, forward) a convolution hands to oneDNN. Each oneDNN
-call wakes its sleeping threads (about 50 microseconds on this VM; a forward makes two
-calls, the weights' reorder and the convolution), so small ones stay on the im2col
-kernels. Measured whole nets in test mode, oneDNN against im2col in one process,
-alternating: with every convolution on oneDNN, ResNet-20 at 32 px 0.70x at batch 1 (its
-3x3 convolutions are 5 to 20 MFLOP there) and 1.2x at 64; with this threshold ResNet-20
-1.04x at batch 16 (0.99 with 2**28), the VGG example 1.26x, SqueezeNet at 128 px 0.99 to
-1.04x at batches 4 and 16."""
+call wakes its sleeping threads (about 50 microseconds on this VM), so small convolutions
+stay on the im2col kernels. Test mode against the im2col kernels alone
+(``benchmarks.onednn``): with every convolution on oneDNN (``--min-flops 0``) SqueezeNet at
+128 px 0.86x at batch 1, ResNet-20 at 32 px 0.76x at batch 1 and 0.78x at 16; with 2**26
+0.99 to 1.00x, 1.01x and 1.05x; 2**24 is no better (0.79x, 1.00x, 1.04x)."""
 
 
 def pays(flops: float) -> bool:
@@ -159,10 +157,10 @@ class Convolution:
     created once and reused: dense NHWC source and destination, float32.
 
     The forward reads the weights in HWIO order (``hwio``, a NumPy copy): its brgconv
-    kernels do so as fast as from their own blocked layout (0.97 to 1.6x, measured), and
+    kernels do so as fast as from their own blocked layout (0.89 to 1.66x, measured), and
     no reorder call wakes oneDNN's threads. The backward kernels get the layout they ask
     for (reordered there, and the weight gradient back): with HWIO oneDNN falls back to
-    GEMM-based ones, which made a training step 1.4 to 2.3 times slower."""
+    GEMM-based ones, which made a training step 1.2 to 2.3 times slower."""
 
     def __init__(self, state, x_shape, w_shape, stride, pad, bias, accumulate):
         self.state, lib, engine = state, state['lib'], state['engine']
