@@ -42,7 +42,7 @@ def test_the_library_loads_where_the_requirements_install_it():
 )
 def test_the_kernels_are_oneDNNs_fast_ones(x_shape, w_shape, stride, pad):
     """NHWC data and HWIO weights get the JIT kernels, not the reference code or GEMM-based
-    ones (which made training 1.4 to 2.3x slower when the backward read HWIO weights)."""
+    ones (which made training 1.2 to 2.3x slower when the backward read HWIO weights)."""
     names = onednn.convolution(x_shape, w_shape, stride, pad, True).implementations()
     assert set(names) == {'forward', 'backward_data', 'backward_weights'}
     assert not any(name.startswith('ref') or 'gemm' in name for name in names.values()), names
