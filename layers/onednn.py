@@ -12,9 +12,9 @@ results within float32 rounding.
 
 Activations stay NHWC and weights in Chainer's (O, C, kh, kw) layout: each call hands
 oneDNN a (kh, kw, C, O) copy (NumPy, microseconds; training changes them every step) and
-turns its weight gradient back. oneDNN's kernels need dense NHWC arrays;
-a branch writing into a column slice of a wider output (a Fire module's expands) goes
-through a dense temporary.
+turns its weight gradient back. oneDNN's kernels need dense NHWC arrays: a branch writing
+into a column slice of a wider output (a Fire module's expands) goes through a dense
+temporary (``ConvolutionsNHWC``).
 """
 
 import ctypes
