@@ -19,6 +19,9 @@ same results.
 
 Several convolutions with the same output size (a Fire module's two expands) write into
 column slices of one output array, so the concatenation costs nothing.
+
+Where oneDNN loads (``layers.onednn``), convolutions of ``onednn.MIN_FLOPS`` and more run on
+its kernels instead, forward and backward (a branch's slice through a dense temporary).
 """
 
 from dataclasses import dataclass
