@@ -108,6 +108,11 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         out_w = conv.get_conv_outsize(width, kw, branch.stride, branch.pad)
         return n, out_h, out_w
 
+    def _by_onednn(self, x: np.ndarray, w: np.ndarray, branch: Branch) -> bool:
+        """Whether oneDNN runs this convolution (``onednn.available`` and ``onednn.pays``)."""
+        n, out_h, out_w = self._geometry(x, w, branch)
+        return onednn.available(x.dtype) and onednn.pays(2.0 * n * out_h * out_w * w.size)
+
     def forward_cpu(self, inputs):
         n_args = self._bypass_index()
         self.retain_inputs(tuple(range(n_args)))
@@ -134,7 +139,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 parts, self.branches, biases, self.normalize, strict=True
             ):
                 stop = start + w.shape[0]
-                if _onednn(x, w, branch):
+                if self._by_onednn(x, w, branch):
                     self._forward_onednn(x, w, branch, y, start, bias, bypass, norm)
                 else:
                     onto = np.empty((0, 0), dtype) if bypass is None else bypass
@@ -189,11 +194,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         with the bypass added in the same pass."""
         x = np.ascontiguousarray(x)
         if norm is not None:
-            normalized = workspace.scratch('onednn_x', x.shape, x.dtype)
-            c, (scale, shift) = x.shape[3], norm
-            flat = normalized.reshape(1, -1, c)
-            kernels.scale_shift_relu(x.reshape(-1, c), scale[None], shift[None], flat, 0.0)
-            x = normalized
+            x = _normalized(x, *norm, out=workspace.scratch('onednn_x', x.shape, x.dtype))
         o, channels = w.shape[0], y.shape[3]
         whole = o == channels
         accumulate = whole and bypass is not None  # oneDNN adds onto the bypass in y
@@ -271,7 +272,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         ):
             stop = start + w.shape[0]
             g = gy2[:, start:stop]
-            by_onednn = _onednn(x, w, branch)
+            by_onednn = self._by_onednn(x, w, branch)
             if by_onednn or conv_blocks.available(g.dtype):
                 wanted_here = {i: i in indexes for i in (ix, iw, ib) if i is not None}
                 backward = self._backward_onednn if by_onednn else self._backward_blocks
@@ -392,16 +393,6 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         return (F.concat(ys, axis=3) if len(ys) > 1 else ys[0],)
 
 
-def _onednn(x: np.ndarray, w: np.ndarray, branch: Branch) -> bool:
-    """Whether oneDNN runs this convolution (``onednn.available`` and ``onednn.pays``)."""
-    o, c, kh, kw = w.shape
-    n, h, width, _ = x.shape
-    out_h = conv.get_conv_outsize(h, kh, branch.stride, branch.pad)
-    out_w = conv.get_conv_outsize(width, kw, branch.stride, branch.pad)
-    flops = 2.0 * n * out_h * out_w * o * c * kh * kw
-    return onednn.available(x.dtype) and onednn.pays(flops)
-
-
 def _shifted(x: np.ndarray, w: np.ndarray, branch: Branch) -> bool:
     """Whether this convolution runs as shifted GEMMs (``conv_blocks.shifted_pays``)."""
     _, h, width, c = x.shape
@@ -409,10 +400,11 @@ def _shifted(x: np.ndarray, w: np.ndarray, branch: Branch) -> bool:
     return conv_blocks.shifted_pays(c, o, h, width, kh, kw, branch.stride)
 
 
-def _normalized(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """relu(x * scale + shift) over the last axis of an NHWC x (a new array)."""
+def _normalized(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, out=None) -> np.ndarray:
+    """relu(x * scale + shift) over the last axis of an NHWC x (into ``out``, else a new
+    array)."""
     c = x.shape[-1]
-    out = np.empty(x.shape, x.dtype)
+    out = np.empty(x.shape, x.dtype) if out is None else out
     x2 = np.ascontiguousarray(x).reshape(-1, c)
     kernels.scale_shift_relu(x2, scale[None], shift[None], out.reshape(1, -1, c), 0.0)
     return out

@@ -99,6 +99,7 @@ def _setup(lib) -> dict | None:
     lib.dnnl_memory_destroy.argtypes = [_P]
     lib.dnnl_primitive_execute.argtypes = [_P, _P, ctypes.c_int, _P]
     lib.dnnl_post_ops_append_sum.argtypes = [_P, ctypes.c_float, ctypes.c_int32, ctypes.c_int]
+    lib.dnnl_version.restype = ctypes.POINTER(_Version)
     engine, stream = _P(), _P()
     try:
         _check(lib.dnnl_engine_create(ctypes.byref(engine), _CPU, 0), 'engine')
@@ -122,9 +123,7 @@ def version() -> str | None:
     state = library()
     if state is None:
         return None
-    call = state['lib'].dnnl_version
-    call.restype = ctypes.POINTER(_Version)
-    found = call().contents
+    found = state['lib'].dnnl_version().contents
     return f'{found.major}.{found.minor}.{found.patch}'
 
 
@@ -312,7 +311,7 @@ class Convolution:
             pairs = (_Arg * len(args))(
                 *(_Arg(a, m) for (a, _, _), m in zip(args, memories, strict=True))
             )
-            with _lock:  # a primitive's scratchpad is its own: one execution at a time
+            with _lock:  # one stream for the process: one execution at a time
                 _check(lib.dnnl_primitive_execute(primitive, stream, len(args), pairs), 'execute')
                 _check(lib.dnnl_stream_wait(stream), 'stream_wait')
         finally:
@@ -371,11 +370,12 @@ least recently used goes beyond that (a service seeing many batch sizes)."""
 
 def convolution(x_shape, w_shape, stride, pad, bias, accumulate=False):
     """The cached ``Convolution`` of this geometry (created on first use)."""
-    cache = library()['cache']
+    state = library()
+    cache = state['cache']
     key = (tuple(x_shape), tuple(w_shape), stride, pad, bias, accumulate)
     found = cache.pop(key, None)
     if found is None:
-        found = Convolution(library(), *key)
+        found = Convolution(state, *key)
         while len(cache) >= CACHED:
             cache.pop(next(iter(cache)))
     cache[key] = found  # dicts keep insertion order: the newest last
