@@ -99,6 +99,7 @@ def _setup(lib) -> dict | None:
     lib.dnnl_memory_destroy.argtypes = [_P]
     lib.dnnl_primitive_execute.argtypes = [_P, _P, ctypes.c_int, _P]
     lib.dnnl_post_ops_append_sum.argtypes = [_P, ctypes.c_float, ctypes.c_int32, ctypes.c_int]
+    lib.dnnl_matmul_primitive_desc_create.argtypes = [_P, _P, _P, _P, _P, _P, _P]
     lib.dnnl_version.restype = ctypes.POINTER(_Version)
     engine, stream = _P(), _P()
     try:
@@ -151,7 +152,101 @@ def pays(flops: float) -> bool:
     return flops >= MIN_FLOPS
 
 
-class Convolution:
+class _Primitives:
+    """oneDNN primitives and the descriptors they need, owned (released with the object),
+    each run with the process's one scratchpad (``_execute``)."""
+
+    def __init__(self, state) -> None:
+        self.state = state
+        self.owned = []  # (destroy function, handle): released with the object
+        self.scratchpads = {}  # primitive -> its scratchpad's memory desc and bytes
+
+    def __del__(self) -> None:
+        lib = self.state['lib']
+        for destroy, handle in reversed(getattr(self, 'owned', [])):
+            getattr(lib, destroy)(handle)
+
+    def _buffer(self, md) -> np.ndarray:
+        size = self.state['lib'].dnnl_memory_desc_get_size(md)
+        return np.empty(-(-size // 4), np.float32)
+
+    def _descriptor(self, create, *args):
+        pd = _P()
+        _check(create(ctypes.byref(pd), *args), create.__name__)
+        self.owned.append(('dnnl_primitive_desc_destroy', pd))
+        return pd
+
+    def _nhwc(self, n, c, h, w):
+        """Logical (N, C, H, W), stored NHWC: the dims oneDNN names, the strides we have."""
+        return self._strided((n, c, h, w), (h * w * c, 1, w * c, c))
+
+    def _strided(self, dims, strides):
+        md = _P()
+        lib = self.state['lib']
+        status = lib.dnnl_memory_desc_create_with_strides(
+            ctypes.byref(md), len(dims), _Dims(*dims), _F32, _Dims(*strides)
+        )
+        _check(status, 'memory_desc_create_with_strides')
+        self.owned.append(('dnnl_memory_desc_destroy', md))
+        return md
+
+    def _attributes(self, accumulate: bool = False):
+        """Primitive attributes with the scratchpad in our hands (``_execute`` passes one
+        reused buffer): left to oneDNN, every primitive keeps one of its own, which made
+        SqueezeNet's training 14 % larger in peak memory. ``accumulate``: dst += result
+        (a sum post-op; the destination holds a bypass already)."""
+        lib, attr = self.state['lib'], _P()
+        _check(lib.dnnl_primitive_attr_create(ctypes.byref(attr)), 'attr_create')
+        self.owned.append(('dnnl_primitive_attr_destroy', attr))
+        status = lib.dnnl_primitive_attr_set_scratchpad_mode(attr, _SCRATCHPAD_USER)
+        _check(status, 'set_scratchpad_mode')
+        if accumulate:
+            post_ops = _P()
+            _check(lib.dnnl_post_ops_create(ctypes.byref(post_ops)), 'post_ops_create')
+            try:
+                _check(lib.dnnl_post_ops_append_sum(post_ops, 1.0, 0, 0), 'append_sum')
+                _check(lib.dnnl_primitive_attr_set_post_ops(attr, post_ops), 'set_post_ops')
+            finally:
+                lib.dnnl_post_ops_destroy(post_ops)
+        return attr
+
+    def _primitive(self, pd):
+        lib, primitive = self.state['lib'], _P()
+        _check(lib.dnnl_primitive_create(ctypes.byref(primitive), pd), 'primitive')
+        self.owned.append(('dnnl_primitive_destroy', primitive))
+        scratchpad = _P(lib.dnnl_primitive_desc_query_md(pd, _Q_SCRATCHPAD, 0))
+        self.scratchpads[primitive.value] = (scratchpad, lib.dnnl_memory_desc_get_size(scratchpad))
+        return primitive
+
+    def _execute(self, primitive, args) -> None:
+        """Run ``primitive`` on (argument, memory desc, array) triples, with the scratchpad
+        it needs (a scratch buffer shared by all primitives)."""
+        lib, engine, stream = self.state['lib'], self.state['engine'], self.state['stream']
+        scratchpad, size = self.scratchpads[primitive.value]
+        if size:
+            args = [
+                *args,
+                (_SCRATCHPAD, scratchpad, workspace.scratch('onednn', (size,), np.uint8)),
+            ]
+        memories = []
+        try:
+            for _, md, array in args:
+                memory = _P()
+                handle = _P(array.ctypes.data)
+                _check(lib.dnnl_memory_create(ctypes.byref(memory), md, engine, handle), 'memory')
+                memories.append(memory)
+            pairs = (_Arg * len(args))(
+                *(_Arg(a, m) for (a, _, _), m in zip(args, memories, strict=True))
+            )
+            with _lock:  # one stream for the process: one execution at a time
+                _check(lib.dnnl_primitive_execute(primitive, stream, len(args), pairs), 'execute')
+                _check(lib.dnnl_stream_wait(stream), 'stream_wait')
+        finally:
+            for memory in memories:
+                lib.dnnl_memory_destroy(memory)
+
+
+class Convolution(_Primitives):
     """One convolution geometry's oneDNN primitives (forward, backward data and weights),
     created once and reused: dense NHWC source and destination, float32.
 
@@ -162,9 +257,8 @@ class Convolution:
     GEMM-based ones, which made a training step 1.2 to 2.3 times slower."""
 
     def __init__(self, state, x_shape, w_shape, stride, pad, bias, accumulate):
-        self.state, lib, engine = state, state['lib'], state['engine']
-        self.owned = []  # (destroy function, handle): released with the object
-        self.scratchpads = {}  # primitive -> its scratchpad's memory desc and bytes
+        super().__init__(state)
+        lib, engine = state['lib'], state['engine']
         self.w_shape = tuple(w_shape)
         n, h, w, c = x_shape
         o, _, kh, kw = w_shape
@@ -176,13 +270,7 @@ class Convolution:
         self.b_md = self._strided((o,), (1,)) if bias else None
         self.geometry = (_Dims(stride, stride), _Dims(0, 0), _Dims(pad, pad), _Dims(pad, pad))
         self.attr = self._attributes()  # the scratchpad ours, for all of them
-        attr = self.attr
-        if accumulate:  # dst += conv(x): the output holds the bypass already
-            attr, post_ops = self._attributes(), _P()
-            _check(lib.dnnl_post_ops_create(ctypes.byref(post_ops)), 'post_ops_create')
-            _check(lib.dnnl_post_ops_append_sum(post_ops, 1.0, 0, 0), 'append_sum')
-            _check(lib.dnnl_primitive_attr_set_post_ops(attr, post_ops), 'set_post_ops')
-            lib.dnnl_post_ops_destroy(post_ops)
+        attr = self._attributes(accumulate) if accumulate else self.attr
         self.forward_pd = self._descriptor(
             lib.dnnl_convolution_forward_primitive_desc_create, engine, _FORWARD_TRAINING,
             _DIRECT, self.src, self.weights, self.b_md, self.dst, *self.geometry, attr,
@@ -190,11 +278,6 @@ class Convolution:
         self.forward = self._primitive(self.forward_pd)
         self.backward_data = self.backward_weights = None
         self.descriptors = {'forward': self.forward_pd}
-
-    def __del__(self) -> None:
-        lib = self.state['lib']
-        for destroy, handle in reversed(getattr(self, 'owned', [])):
-            getattr(lib, destroy)(handle)
 
     def _prepare_backward(self) -> None:
         lib, engine = self.state['lib'], self.state['engine']
@@ -235,88 +318,13 @@ class Convolution:
         )
         return self._primitive(pd)
 
-    def _buffer(self, md) -> np.ndarray:
-        size = self.state['lib'].dnnl_memory_desc_get_size(md)
-        return np.empty(-(-size // 4), np.float32)
-
-    def _descriptor(self, create, *args):
-        pd = _P()
-        _check(create(ctypes.byref(pd), *args), create.__name__)
-        self.owned.append(('dnnl_primitive_desc_destroy', pd))
-        return pd
-
-    def _nhwc(self, n, c, h, w):
-        """Logical (N, C, H, W), stored NHWC: the dims oneDNN names, the strides we have."""
-        return self._strided((n, c, h, w), (h * w * c, 1, w * c, c))
-
-    def _strided(self, dims, strides):
-        md = _P()
-        lib = self.state['lib']
-        status = lib.dnnl_memory_desc_create_with_strides(
-            ctypes.byref(md), len(dims), _Dims(*dims), _F32, _Dims(*strides)
-        )
-        _check(status, 'memory_desc_create_with_strides')
-        self.owned.append(('dnnl_memory_desc_destroy', md))
-        return md
-
-    def _attributes(self):
-        """Primitive attributes with the scratchpad in our hands (``_execute`` passes one
-        reused buffer): left to oneDNN, every primitive keeps one of its own, which made
-        SqueezeNet's training 14 % larger in peak memory."""
-        lib, attr = self.state['lib'], _P()
-        _check(lib.dnnl_primitive_attr_create(ctypes.byref(attr)), 'attr_create')
-        self.owned.append(('dnnl_primitive_attr_destroy', attr))
-        status = lib.dnnl_primitive_attr_set_scratchpad_mode(attr, _SCRATCHPAD_USER)
-        _check(status, 'set_scratchpad_mode')
-        return attr
-
-    def _primitive(self, pd):
-        lib, primitive = self.state['lib'], _P()
-        _check(lib.dnnl_primitive_create(ctypes.byref(primitive), pd), 'primitive')
-        self.owned.append(('dnnl_primitive_destroy', primitive))
-        scratchpad = _P(lib.dnnl_primitive_desc_query_md(pd, _Q_SCRATCHPAD, 0))
-        self.scratchpads[primitive.value] = (scratchpad, lib.dnnl_memory_desc_get_size(scratchpad))
-        return primitive
-
     def implementations(self) -> dict:
         """oneDNN's names for the kernels it chose (``brgconv:avx512_core``...), forward and
         backward (``ref:any`` would be its slow reference code)."""
         if self.backward_data is None:
             self._prepare_backward()
-        names = {}
-        for direction, pd in self.descriptors.items():
-            name = ctypes.c_char_p()
-            query = self.state['lib'].dnnl_primitive_desc_query
-            _check(query(pd, _Q_IMPL, 0, ctypes.byref(name)), 'query')
-            names[direction] = name.value.decode()
-        return names
-
-    def _execute(self, primitive, args) -> None:
-        """Run ``primitive`` on (argument, memory desc, array) triples, with the scratchpad
-        it needs (a scratch buffer shared by all primitives)."""
-        lib, engine, stream = self.state['lib'], self.state['engine'], self.state['stream']
-        scratchpad, size = self.scratchpads[primitive.value]
-        if size:
-            args = [
-                *args,
-                (_SCRATCHPAD, scratchpad, workspace.scratch('onednn', (size,), np.uint8)),
-            ]
-        memories = []
-        try:
-            for _, md, array in args:
-                memory = _P()
-                handle = _P(array.ctypes.data)
-                _check(lib.dnnl_memory_create(ctypes.byref(memory), md, engine, handle), 'memory')
-                memories.append(memory)
-            pairs = (_Arg * len(args))(
-                *(_Arg(a, m) for (a, _, _), m in zip(args, memories, strict=True))
-            )
-            with _lock:  # one stream for the process: one execution at a time
-                _check(lib.dnnl_primitive_execute(primitive, stream, len(args), pairs), 'execute')
-                _check(lib.dnnl_stream_wait(stream), 'stream_wait')
-        finally:
-            for memory in memories:
-                lib.dnnl_memory_destroy(memory)
+        lib = self.state['lib']
+        return {direction: _implementation(lib, pd) for direction, pd in self.descriptors.items()}
 
     def run_forward(self, x: np.ndarray, w: np.ndarray, b, y: np.ndarray) -> None:
         """y = conv(x, w) + b (+ y, where this geometry accumulates); x and y C-contiguous,
@@ -358,6 +366,51 @@ class Convolution:
         return gx, gw, gb
 
 
+class Matmul(_Primitives):
+    """A 1x1 stride-1 convolution's forward as oneDNN's matmul, writing into columns of a
+    wider output: y[:, :o] (rows ``ldy`` apart) = x @ W.T + b (+ y's columns, where it
+    accumulates). A convolution's destination must be dense (a column slice makes oneDNN
+    use its reference code, so ``Convolution`` writes a temporary that is then copied);
+    the matmul takes a row stride, so a Fire module's 1x1 expand writes its slice of the
+    concatenation directly: measured 1.2 to 1.9x faster than the convolution and the copy.
+    """
+
+    def __init__(self, state, rows, c, o, ldy, accumulate):
+        super().__init__(state)
+        lib = state['lib']
+        self.src = self._strided((rows, c), (c, 1))
+        self.weights = self._strided((c, o), (1, c))  # W's (O, C) matrix read transposed
+        self.b_md = self._strided((1, o), (o, 1))
+        self.dst = self._strided((rows, o), (ldy, 1))
+        pd = self._descriptor(
+            lib.dnnl_matmul_primitive_desc_create, state['engine'], self.src, self.weights,
+            self.b_md, self.dst, self._attributes(accumulate),
+        )  # fmt: skip
+        self.descriptors = {'forward': pd}
+        self.forward = self._primitive(pd)
+
+    def implementations(self) -> dict:
+        """oneDNN's name for the kernel it chose (``gemm:jit:f32``; ``ref`` would be slow)."""
+        return {'forward': _implementation(self.state['lib'], self.descriptors['forward'])}
+
+    def run_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, y: np.ndarray) -> None:
+        """y (a 2-D view, rows ``ldy`` apart) = x @ w.T + b (+ y); x (rows, C) and w (O, C)
+        C-contiguous."""
+        args = [(_SRC, self.src, x), (_WEIGHTS, self.weights, w), (_BIAS, self.b_md, b)]
+        self._execute(self.forward, [*args, (_DST, self.dst, y)])
+
+
+def _implementation(lib, pd) -> str:
+    name = ctypes.c_char_p()
+    _check(lib.dnnl_primitive_desc_query(pd, _Q_IMPL, 0, ctypes.byref(name)), 'query')
+    return name.value.decode()
+
+
+def matmul(rows, c, o, ldy, accumulate=False):
+    """The cached ``Matmul`` of this geometry (created on first use)."""
+    return _cached(Matmul, (rows, c, o, ldy, accumulate))
+
+
 def hwio(w: np.ndarray) -> np.ndarray:
     """Chainer's (O, C, kh, kw) weights as a C-contiguous (kh, kw, C, O) array."""
     return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
@@ -370,12 +423,16 @@ least recently used goes beyond that (a service seeing many batch sizes)."""
 
 def convolution(x_shape, w_shape, stride, pad, bias, accumulate=False):
     """The cached ``Convolution`` of this geometry (created on first use)."""
+    return _cached(Convolution, (tuple(x_shape), tuple(w_shape), stride, pad, bias, accumulate))
+
+
+def _cached(kind, key: tuple):
     state = library()
     cache = state['cache']
-    key = (tuple(x_shape), tuple(w_shape), stride, pad, bias, accumulate)
+    key = (kind.__name__, *key)
     found = cache.pop(key, None)
     if found is None:
-        found = Convolution(state, *key)
+        found = kind(state, *key[1:])
         while len(cache) >= CACHED:
             cache.pop(next(iter(cache)))
     cache[key] = found  # dicts keep insertion order: the newest last

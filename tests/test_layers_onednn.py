@@ -60,7 +60,8 @@ def small(monkeypatch):
 
 
 class Calls:
-    """Counts oneDNN's forward and backward runs (the path was taken, not only correct)."""
+    """Counts oneDNN's forward and backward runs (the path was taken, not only correct): a
+    convolution's or, for a 1x1 branch writing columns of a wider output, a matmul's."""
 
     def __init__(self, monkeypatch):
         self.forward = self.backward = 0
@@ -74,8 +75,14 @@ class Calls:
             self.backward += 1
             return run_backward(conv, *args)
 
+        def product(matmul, *args):
+            self.forward += 1
+            return run_product(matmul, *args)
+
+        run_product = onednn.Matmul.run_forward
         monkeypatch.setattr(onednn.Convolution, 'run_forward', forward)
         monkeypatch.setattr(onednn.Convolution, 'run_backward', backward)
+        monkeypatch.setattr(onednn.Matmul, 'run_forward', product)
 
 
 CASES = [
@@ -145,6 +152,45 @@ def test_a_normalized_input_in_test_mode(rng, monkeypatch, small):
 
 
 @needs_onednn
+@pytest.mark.parametrize('accumulate', [False, True])
+def test_a_matmul_writes_its_columns_of_a_wider_output(rng, accumulate):
+    """A Fire module's 1x1 expand: x @ W.T + b (+ what the columns held) straight into its
+    columns, by oneDNN's JIT GEMM (not the reference code); the other columns untouched."""
+    x = rng.normal(size=(50, 8)).astype(np.float32)
+    w = rng.normal(size=(6, 8)).astype(np.float32)
+    b = rng.normal(size=6).astype(np.float32)
+    y = rng.normal(size=(50, 16)).astype(np.float32)
+    before = y.copy()
+    product = onednn.matmul(50, 8, 6, 16, accumulate)
+    assert not product.implementations()['forward'].startswith('ref')
+    product.run_forward(x, w, b, y[:, 4:10])
+    expected = x.astype(np.float64) @ w.T + b + (before[:, 4:10] if accumulate else 0)
+    np.testing.assert_allclose(y[:, 4:10], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(
+        np.delete(y, range(4, 10), axis=1), np.delete(before, range(4, 10), axis=1)
+    )
+
+
+@needs_onednn
+@pytest.mark.parametrize('bypass', [False, True])
+def test_a_fire_modules_1x1_expand_runs_as_a_matmul(rng, monkeypatch, small, bypass):
+    x = rng.normal(size=(2, 5, 5, 8)).astype(np.float32)
+    w1 = rng.normal(size=(4, 8, 1, 1)).astype(np.float32)
+    w3 = rng.normal(size=(6, 8, 3, 3)).astype(np.float32)
+    r = rng.normal(size=(2, 5, 5, 10)).astype(np.float32) if bypass else None
+    used = []
+    run = onednn.Matmul.run_forward
+    monkeypatch.setattr(onednn.Matmul, 'run_forward', lambda *a: used.append(1) or run(*a))
+    branches = [Branch(1, 0, bias=False), Branch(1, 1, bias=False)]
+    with chainer.no_backprop_mode():
+        y = convolutions_nhwc(branches, [x, w1, x, w3], bypass=r).array
+        monkeypatch.setitem(onednn._state, 'lib', None)  # the im2col kernels
+        expected = convolutions_nhwc(branches, [x, w1, x, w3], bypass=r).array
+    assert used == [1]
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@needs_onednn
 def test_the_cache_keeps_the_newest_geometries(rng, monkeypatch, small):
     monkeypatch.setattr(onednn, 'CACHED', 2)
     monkeypatch.setitem(onednn.library(), 'cache', {})
@@ -153,7 +199,7 @@ def test_the_cache_keeps_the_newest_geometries(rng, monkeypatch, small):
         x = rng.normal(size=(n, 6, 6, 8)).astype(np.float32)
         with chainer.no_backprop_mode():
             convolutions_nhwc([Branch(1, 1, bias=False)], [x, w])
-    assert [key[0][0] for key in onednn.library()['cache']] == [3, 2]  # 1 went, 2 is newest
+    assert [key[1][0] for key in onednn.library()['cache']] == [3, 2]  # 1 went, 2 is newest
 
 
 def test_switched_off_by_the_variable():
