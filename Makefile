@@ -34,6 +34,8 @@ install: $(STAMP)
 $(STAMP): $(REQS) requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check 'setuptools<82' wheel
+	@# an older venv's GNU OpenMP build of oneDNN writes the same lib/libdnnl.so.3: out first
+	$(PY) -m pip uninstall -q -y onednn-cpu-gomp 2>/dev/null || true
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -r $(REQS)
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
 	touch $@

@@ -458,7 +458,7 @@ def blas_kernel() -> str | None:
 def fast_path_environment() -> dict:
     """The fast path's threading: Numba's layer and threads (``layers.runtime`` sets them,
     here before Numba starts, as the model's first step would), and oneDNN's version where
-    its convolutions run (``layers.onednn``), with its threads' wait policy."""
+    its convolutions run (``layers.onednn``), with its threads (oneTBB's)."""
     from layers import onednn, runtime
 
     runtime.configure()
@@ -470,7 +470,7 @@ def fast_path_environment() -> dict:
         'numba_threads': numba.get_num_threads(),
         'threads_wanted': runtime.thread_count(),
         'onednn': onednn.version(),
-        'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
+        'onednn_threads': onednn.threads(),
     }
 
 

@@ -159,7 +159,7 @@ def describe(environment: dict) -> str:
     fast = environment.get('fast_path') or {}
     onednn = fast.get('onednn')
     convolutions = (
-        f'oneDNN {onednn} convolutions (OMP_WAIT_POLICY={fast.get("omp_wait_policy")})'
+        f'oneDNN {onednn} convolutions on oneTBB, {fast.get("onednn_threads")} threads'
         if onednn
         else 'no oneDNN'
     )

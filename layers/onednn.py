@@ -3,18 +3,20 @@
 oneDNN is the library PyTorch's CPU convolutions run on. Its JIT kernels (``brgconv`` on
 AVX-512) convolve NHWC images directly, without im2col's columns, and reach 200 to 250
 GFLOP/s on the 2 cores here where the im2col path's GEMMs reach 150 to 170 (OpenBLAS's
-kernel is about 100 GFLOP/s a core; docs/performance.md). ``conv_nhwc`` hands a
-convolution to it where ``pays`` says so and the library loads: the ``onednn-cpu-gomp``
-wheel (``make install``, x86-64 Linux), found in the environment's ``lib`` folder or on
-the loader's path. Anywhere else, with ``LAYERS_ONEDNN=0``, or in a child forked after the
-library started (GNU OpenMP's threads do not survive a fork), the im2col path runs: same
-results within float32 rounding.
+kernel is about 100 GFLOP/s a core; docs/performance.md). ``conv_nhwc`` hands every
+convolution to it (``pays``) where the library loads: the ``onednn-cpu-tbb`` wheel
+(``make install``, x86-64 Linux), found in the environment's ``lib`` folder or on the
+loader's path, with the oneTBB that Numba's loops run on (one pool of workers for both,
+held to the kernels' thread count) and Intel's compiler runtime it links. Anywhere else,
+with ``LAYERS_ONEDNN=0``, or in a child forked after the library started, the im2col path
+runs: same results within float32 rounding.
 
 Activations stay NHWC and weights in Chainer's (O, C, kh, kw) layout: each call hands
 oneDNN a (kh, kw, C, O) copy (NumPy, microseconds; training changes them every step) and
-turns its weight gradient back. oneDNN's kernels need dense NHWC arrays: a branch writing
-into a column slice of a wider output (a Fire module's expands) goes through a dense
-temporary (``ConvolutionsNHWC``).
+turns its weight gradient back. oneDNN's convolutions need dense NHWC arrays: a branch
+writing into a column slice of a wider output (a Fire module's expands) runs as a matmul
+straight into it where it is 1x1 (``Matmul``), else through a dense temporary
+(``ConvolutionsNHWC``).
 """
 
 import ctypes
@@ -25,9 +27,10 @@ import threading
 
 import numpy as np
 
-from layers import workspace
+from layers import runtime, workspace
 
 LIBRARY = 'libdnnl.so.3'
+RUNTIME_LIBRARIES = ('libintlc.so.5', 'libimf.so')  # the intel-cmplr-lib-rt wheel's
 VARIABLE = 'LAYERS_ONEDNN'
 """Set to 0 to keep oneDNN out (the im2col kernels run instead)."""
 
@@ -57,7 +60,9 @@ _state: dict = {}
 
 
 def _forked_child() -> None:
-    _state['lib'] = None  # GNU OpenMP's thread pool is gone in a forked child
+    # a fork after oneTBB's workers started is outside what oneTBB supports (their state
+    # is copied, the threads are not): a child convolves on the im2col kernels
+    _state['lib'] = None
 
 
 def library():
@@ -74,9 +79,13 @@ def library():
 
 
 def _load():
-    # GNU OpenMP's threads would spin after each call, taking the cores from the BLAS and
-    # Numba kernels that run next (1.3x slower there); asleep they cost a wake-up instead
-    os.environ.setdefault('OMP_WAIT_POLICY', 'passive')
+    # oneTBB first (Numba's layer runs on the same one), then Intel's compiler runtime
+    # that the library links against: all from the environment's lib folder
+    if not runtime.load_tbb():
+        return None
+    for name in RUNTIME_LIBRARIES:
+        runtime.load_global(name)
+    runtime.limit_tbb(runtime.thread_count())
     found = ctypes.util.find_library('dnnl')
     candidates = [os.path.join(sys.prefix, 'lib', LIBRARY), LIBRARY, found]
     for candidate in filter(None, candidates):
@@ -128,24 +137,36 @@ def version() -> str | None:
     return f'{found.major}.{found.minor}.{found.patch}'
 
 
+def threads() -> int | None:
+    """The threads oneDNN's kernels run on (oneTBB's allowed parallelism, held to the
+    kernels' thread count), or None where it does not run here (``library``)."""
+    if library() is None:
+        return None
+    return runtime.limit_tbb(runtime.thread_count())
+
+
 def available(dtype) -> bool:
     """Whether oneDNN's kernels can run for ``dtype`` (float32) in this process."""
     return np.dtype(dtype) == np.float32 and library() is not None
 
 
-MIN_FLOPS = 2**26
-"""The least work (2 x multiply-adds, forward) a convolution hands to oneDNN. Each oneDNN
-call wakes its sleeping threads (about 50 microseconds on this VM), so small convolutions
-stay on the im2col kernels. Test mode against the im2col kernels alone
-(``benchmarks.onednn``): with every convolution on oneDNN (``--min-flops 0``) SqueezeNet at
-128 px 0.86x at batch 1, ResNet-20 at 32 px 0.76x at batch 1 and 0.78x at 16; with 2**26
-0.99 to 1.00x, 1.01x and 1.05x; 2**24 is no better (0.79x, 1.00x, 1.04x)."""
+MIN_FLOPS = 0
+"""The least work (2 x multiply-adds, forward) a convolution hands to oneDNN: every one.
+GNU OpenMP's build woke its sleeping threads at each call (about 50 microseconds), so
+small convolutions stayed on the im2col kernels below 2**26; oneTBB's build shares its
+workers with Numba's loops, and with every convolution on it (separate processes
+alternating, two medians each; against GNU OpenMP's build from 2**26 in brackets):
+SqueezeNet evaluation at 128 px 1.06 to 1.09x at batch 1 (1.04 to 1.42x), 1.04 to 1.13x
+at 4 and 16 (1.08 to 1.11x), 0.97 to 1.04x at 64 (1.03x); ResNet-20 at 32 px 1.08 to
+1.11x at batch 1 (1.10x), 1.07 to 1.28x at 64 (1.12 to 1.35x), training 1.01 to 1.04x
+(1.13 to 1.23x); the VGG example's training 1.00 to 1.10x against GNU OpenMP's; SqueezeNet's
+training 0.97 to 1.00x. ``benchmarks.onednn --min-flops`` tries other values."""
 
 
 def pays(flops: float) -> bool:
     """Whether oneDNN runs a convolution of ``flops`` (forward) rather than the im2col and
-    GEMM kernels: from ``MIN_FLOPS`` on, 1x1 convolutions (plain GEMMs on NHWC) and an
-    image's first convolution (3 channels) included. Forward in test mode, batch 64,
+    GEMM kernels: from ``MIN_FLOPS`` on (every one), 1x1 convolutions (plain GEMMs on NHWC)
+    and an image's first convolution (3 channels) included. Forward in test mode, batch 64,
     against the im2col / GEMM path in one process, alternating: SqueezeNet's conv1 (3 ->
     96, 7x7/2) 1.64x (1.66x its weight gradient), its 1x1 convolutions 1.17 to 2.28x (the
     shorter the GEMM, the more), their gradients 1.11 to 1.16x."""

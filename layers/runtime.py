@@ -39,9 +39,7 @@ def thread_count() -> int:
         value = os.environ.get(name, '').strip()
         if value.isdigit() and int(value) > 0:
             return int(value)
-    if hasattr(os, 'sched_getaffinity'):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+    return cores()
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
@@ -106,19 +104,68 @@ TBB_LIBRARY = 'libtbb.so.12'  # oneTBB 2021+, what Numba's tbb layer links again
 
 
 def load_tbb() -> bool:
-    """Load oneTBB for Numba's ``tbb`` layer; True if it loaded.
+    """Load oneTBB for Numba's ``tbb`` layer (and oneDNN's kernels); True if it loaded.
 
     pip's ``tbb`` wheel puts the library in the environment's ``lib`` folder, which the
     dynamic loader does not search: loaded from there first (globally, so Numba's layer
     module links against it), else from the loader's own path.
     """
-    for candidate in (os.path.join(sys.prefix, 'lib', TBB_LIBRARY), TBB_LIBRARY):
+    return load_global(TBB_LIBRARY) is not None
+
+
+def load_global(name: str):
+    """The shared library ``name`` loaded globally (the libraries loaded after it link
+    against it), from the environment's ``lib`` folder first (where pip's wheels put
+    theirs), else from the loader's path; None where neither has it."""
+    for candidate in (os.path.join(sys.prefix, 'lib', name), name):
         try:
-            ctypes.CDLL(candidate, mode=ctypes.RTLD_GLOBAL)
-            return True
+            return ctypes.CDLL(candidate, mode=ctypes.RTLD_GLOBAL)
         except OSError:
             continue
-    return False
+    return None
+
+
+class _GlobalControl(ctypes.Structure):
+    """oneTBB's ``tbb::global_control`` (oneapi/tbb/global_control.h, oneTBB 2021's ABI)."""
+
+    _fields_ = [
+        ('value', ctypes.c_size_t),
+        ('reserved', ctypes.c_ssize_t),
+        ('parameter', ctypes.c_int),
+    ]
+
+
+_MAX_ALLOWED_PARALLELISM = 0
+_CREATE = '_ZN3tbb6detail2r16createERNS0_2d114global_controlE'  # r1::create(global_control&)
+_ACTIVE = '_ZN3tbb6detail2r127global_control_active_valueEi'  # r1::global_control_active_value
+_TBB_LIMIT: list = []  # the global_control in force, kept for the life of the process
+
+
+def limit_tbb(threads: int) -> int | None:
+    """Hold all of oneTBB's parallel work to ``threads`` threads (its
+    ``max_allowed_parallelism``); the limit in force, or None without oneTBB.
+
+    Numba's loops run in arenas of the configured count, but oneDNN's kernels run in
+    oneTBB's default arena, which takes every core: with ``OMP_NUM_THREADS=1`` (an MPI
+    launch, one process a core) they would still take them all. Set once per process.
+    """
+    tbb = load_global(TBB_LIBRARY)
+    if tbb is None:
+        return None
+    if not _TBB_LIMIT and threads < cores():
+        control = _GlobalControl(threads, 0, _MAX_ALLOWED_PARALLELISM)
+        getattr(tbb, _CREATE)(ctypes.byref(control))
+        _TBB_LIMIT.append(control)
+    active = getattr(tbb, _ACTIVE)
+    active.restype = ctypes.c_size_t
+    return int(active(_MAX_ALLOWED_PARALLELISM))
+
+
+def cores() -> int:
+    """The cores this process may use."""
+    if hasattr(os, 'sched_getaffinity'):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def preferred_layer() -> str:

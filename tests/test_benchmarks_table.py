@@ -23,7 +23,7 @@ def fake_figures(monkeypatch, train: dict, latency: dict | None = None):
                 'openblas_env': {'OPENBLAS_CORETYPE': 'Haswell', 'OPENBLAS_L2_SIZE': None},
                 'fast_path': {
                     'numba': '0', 'threading_layer': 'tbb', 'numba_threads': 2,
-                    'onednn': '3.2.0', 'omp_wait_policy': 'passive',
+                    'onednn': '3.2.0', 'onednn_threads': 2,
                 },
                 'python': '3', 'numpy': '1',
             }  # fmt: skip
@@ -50,7 +50,7 @@ def test_the_order_rotates_and_each_ratio_is_within_a_cycle(monkeypatch, capsys)
     # medians of the rates; ratios per cycle: NCHW 2.0, 1.0, 0.9; channels_last 0.5, 0.5, 0.9
     assert cells[1:] == ['90.0', '50.0', '1.00 (0.90-2.00)', '100.0', '0.50 (0.50-0.90)']
     assert 'OpenBLAS kernel Haswell (OPENBLAS_CORETYPE=Haswell)' in out
-    assert 'oneDNN 3.2.0 convolutions (OMP_WAIT_POLICY=passive)' in out
+    assert 'oneDNN 3.2.0 convolutions on oneTBB, 2 threads' in out
     assert '3 cycles, medians' in out
 
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from test_layers_nhwc import nchw, relative, run_conv
 
-from layers import onednn
+from layers import onednn, runtime
 from layers.conv_nhwc import Branch, convolutions_nhwc
 
 INSTALLED = sys.platform.startswith('linux') and platform.machine() == 'x86_64'
 needs_onednn = pytest.mark.skipif(
-    not INSTALLED, reason='the onednn-cpu-gomp wheel exists for x86-64 Linux only'
+    not INSTALLED, reason='the onednn-cpu-tbb wheel exists for x86-64 Linux only'
 )
 
 
@@ -215,6 +215,20 @@ def test_switched_off_by_the_variable():
     assert done.stdout.split() == ['None', 'None', 'False']
 
 
+@needs_onednn
+def test_its_threads_follow_the_kernels_thread_count():
+    """oneDNN's kernels run in oneTBB's default arena, which would take every core: held to
+    the count Numba's loops use (``OMP_NUM_THREADS=1``: an MPI launch, one per core)."""
+    code = 'from layers import onednn, runtime; print(onednn.threads(), runtime.cores())'
+    run = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=run)
+    assert done.stdout.split()[0] == '1', done.stderr
+    free = {k: v for k, v in os.environ.items() if k not in runtime.THREAD_VARIABLES}
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=free)
+    threads, cores = done.stdout.split()
+    assert threads == cores
+
+
 def _child_forward(x, w):
     with chainer.no_backprop_mode():
         y = convolutions_nhwc([Branch(1, 1, bias=False)], [x, w]).array
@@ -223,8 +237,8 @@ def _child_forward(x, w):
 
 @needs_onednn
 def test_a_forked_child_runs_the_im2col_kernels(rng, small):
-    """GNU OpenMP's threads are gone in a child forked after oneDNN ran: the child falls
-    back to the im2col kernels (same results within rounding) instead of hanging."""
+    """A fork after oneTBB's workers started is outside what oneTBB supports: the child falls
+    back to the im2col kernels (same results within rounding)."""
     x = rng.normal(size=(2, 8, 8, 8)).astype(np.float32)
     w = rng.normal(size=(8, 8, 3, 3)).astype(np.float32)
     with chainer.no_backprop_mode():
