@@ -22,6 +22,7 @@ Scratch slots are per thread; the buffer list is shared (under a lock); a forked
 gets its own copy of both.
 """
 
+import math
 import sys
 import threading
 
@@ -40,7 +41,7 @@ def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
     """An uninitialized C-contiguous array of ``shape`` backed by slot ``name``."""
     dtype = np.dtype(dtype)
     slots = _local.__dict__.setdefault('slots', {})
-    size = int(np.prod(shape)) * dtype.itemsize
+    size = math.prod(shape) * dtype.itemsize  # not np.prod: 20x slower on a tuple
     buffer = slots.get(name)
     if buffer is None or buffer.size < size:
         buffer = slots[name] = np.empty(size, np.uint8)
@@ -68,7 +69,7 @@ def array(shape: tuple, dtype) -> np.ndarray:
     At or above ``LARGE`` bytes it is a view of a reused buffer that nothing else refers to.
     """
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
+    size = math.prod(shape) * dtype.itemsize  # not np.prod: 20x slower on a tuple
     if size < LARGE or not POOLING:
         return np.empty(shape, dtype)
     with _lock:

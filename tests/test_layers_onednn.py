@@ -191,6 +191,27 @@ def test_a_fire_modules_1x1_expand_runs_as_a_matmul(rng, monkeypatch, small, byp
 
 
 @needs_onednn
+def test_each_run_reads_and_writes_its_own_arrays(rng):
+    """A primitive's memory objects are kept between runs and pointed at each run's arrays:
+    a second run on other arrays gives its own result and leaves the first's alone."""
+    conv = onednn.convolution((2, 6, 6, 4), (5, 4, 3, 3), 1, 1, True)
+    w = rng.normal(size=(5, 4, 3, 3)).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    xs = [rng.normal(size=(2, 6, 6, 4)).astype(np.float32) for _ in range(2)]
+    ys = [np.empty(conv.y_shape, np.float32) for _ in range(2)]
+    for x, y in zip(xs, ys, strict=True):
+        conv.run_forward(x, w, b, y)
+    first = ys[0].copy()
+    conv.run_forward(xs[0], w, b, ys[0])
+    np.testing.assert_array_equal(ys[0], first)
+    assert relative(ys[1], first, np.abs(first).max()) > 0.1
+    with chainer.no_backprop_mode():
+        expected = [convolutions_nhwc([Branch(1, 1)], [x, w, b]).array for x in xs]
+    for y, e in zip(ys, expected, strict=True):
+        np.testing.assert_allclose(y, e, rtol=1e-5, atol=1e-5 * np.abs(e).max())
+
+
+@needs_onednn
 def test_the_cache_keeps_the_newest_geometries(rng, monkeypatch, small):
     monkeypatch.setattr(onednn, 'CACHED', 2)
     monkeypatch.setitem(onednn.library(), 'cache', {})
