@@ -85,7 +85,7 @@ def _load():
         return None
     for name in RUNTIME_LIBRARIES:
         runtime.load_global(name)
-    runtime.limit_tbb(runtime.thread_count())
+    runtime.limit_tbb(runtime.kernel_threads())
     found = ctypes.util.find_library('dnnl')
     candidates = [os.path.join(sys.prefix, 'lib', LIBRARY), LIBRARY, found]
     for candidate in filter(None, candidates):
@@ -143,7 +143,7 @@ def threads() -> int | None:
     kernels' thread count), or None where it does not run here (``library``)."""
     if library() is None:
         return None
-    return runtime.limit_tbb(runtime.thread_count())
+    return runtime.limit_tbb(runtime.kernel_threads())
 
 
 def available(dtype) -> bool:

@@ -42,6 +42,13 @@ def thread_count() -> int:
     return cores()
 
 
+def kernel_threads() -> int:
+    """Threads the compiled kernels run on: the user's ``NUMBA_NUM_THREADS`` where set (it
+    wins, as for Numba), else ``thread_count``."""
+    value = os.environ.get('NUMBA_NUM_THREADS', '').strip()
+    return int(value) if value.isdigit() and int(value) > 0 else thread_count()
+
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 2**31 - 1
@@ -196,7 +203,7 @@ def configure() -> None:
     if ALLOCATOR_TUNED is None:
         ALLOCATOR_TUNED = tune_allocator()
     layer = os.environ.setdefault('NUMBA_THREADING_LAYER', preferred_layer())
-    threads = os.environ.get('NUMBA_NUM_THREADS') or str(thread_count())
+    threads = str(kernel_threads())
     if 'numba' not in sys.modules:
         os.environ['NUMBA_NUM_THREADS'] = threads
         return

@@ -241,10 +241,12 @@ def test_its_threads_follow_the_kernels_thread_count():
     """oneDNN's kernels run in oneTBB's default arena, which would take every core: held to
     the count Numba's loops use (``OMP_NUM_THREADS=1``: an MPI launch, one per core)."""
     code = 'from layers import onednn, runtime; print(onednn.threads(), runtime.cores())'
-    run = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=run)
-    assert done.stdout.split()[0] == '1', done.stderr
     free = {k: v for k, v in os.environ.items() if k not in runtime.THREAD_VARIABLES}
+    free.pop('NUMBA_NUM_THREADS', None)
+    for variable in ('OMP_NUM_THREADS', 'NUMBA_NUM_THREADS'):  # the user's choice for Numba too
+        run = {**free, variable: '1'}
+        done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=run)
+        assert done.stdout.split()[0] == '1', (variable, done.stderr)
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=free)
     threads, cores = done.stdout.split()
     assert threads == cores
