@@ -32,7 +32,7 @@ import numpy as np
 from chainer import function_node
 from chainer.utils import conv, type_check
 
-from layers import blas, conv_blocks, kernels, onednn, workspace
+from layers import blas, conv_blocks, graph, kernels, onednn, workspace
 from layers.fallback import plain_grads, wants_graph
 
 
@@ -457,4 +457,4 @@ def convolutions_nhwc(branches, args, bypass=None, normalize=None) -> chainer.Va
     """Apply ``ConvolutionsNHWC(branches)`` to the flat ``args`` (x, W[, b] per branch),
     plus ``bypass`` (added to the output) when given; ``normalize`` as the node takes it."""
     node = ConvolutionsNHWC(tuple(branches), bypass=bypass is not None, normalize=normalize)
-    return node.apply(tuple(args) if bypass is None else (*args, bypass))[0]
+    return graph.apply(node, tuple(args) if bypass is None else (*args, bypass))[0]

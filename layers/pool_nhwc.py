@@ -13,7 +13,7 @@ import numpy as np
 from chainer import function_node
 from chainer.utils import conv
 
-from layers import kernels, workspace
+from layers import graph, kernels, workspace
 
 
 class _Window:
@@ -85,4 +85,4 @@ class MaxPoolingNHWCSelect(function_node.FunctionNode):
 
 def max_pooling_nhwc(x, ksize: int, stride: int, pad: int) -> chainer.Variable:
     """Square max pooling of an NHWC ``x`` with Chainer's ``cover_all=True`` semantics."""
-    return MaxPoolingNHWC(ksize, stride, pad).apply((x,))[0]
+    return graph.apply(MaxPoolingNHWC(ksize, stride, pad), (x,))[0]
