@@ -20,8 +20,9 @@ same results.
 Several convolutions with the same output size (a Fire module's two expands) write into
 column slices of one output array, so the concatenation costs nothing.
 
-Where oneDNN loads (``layers.onednn``), convolutions of ``onednn.MIN_FLOPS`` and more run on
-its kernels instead, forward and backward (a branch's slice through a dense temporary).
+Where oneDNN loads (``layers.onednn``), convolutions of ``onednn.MIN_FLOPS`` and more (every
+one) run on its kernels instead, forward and backward: a 1x1 branch's slice as a matmul
+written in place, any other branch's through a dense temporary.
 """
 
 from dataclasses import dataclass
@@ -172,7 +173,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         x = np.ascontiguousarray(x)
         n, out_h, out_w = self._geometry(x, w, branch)
         _, _, kh, kw = w.shape
-        direct = kh == kw == 1 and branch.stride == 1 and branch.pad == 0
+        direct = _pointwise(w, branch)
         wm = np.ascontiguousarray(_weight_matrix(w))
         k = wm.shape[1]
         least = 0 if direct else conv_blocks.MIN_ROWS
@@ -200,12 +201,12 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         x = np.ascontiguousarray(x)
         if norm is not None:
             x = _normalized(x, *norm, out=workspace.scratch('onednn_x', x.shape, x.dtype))
-        o, c, kh, kw = w.shape
+        o, c = w.shape[:2]
         channels = y.shape[3]
         columns = y.reshape(-1, channels)[:, start : start + o]
         accumulate = bypass is not None
         w, bias = np.ascontiguousarray(w), np.ascontiguousarray(bias)
-        if o < channels and kh == kw == 1 and branch.stride == 1 and branch.pad == 0:
+        if o < channels and _pointwise(w, branch):
             if accumulate:
                 np.copyto(columns, bypass[:, start : start + o])
             product = onednn.matmul(columns.shape[0], c, o, channels, accumulate)
@@ -253,7 +254,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         """The GEMM's left operand: x itself for a 1x1 stride-1 conv, else im2col (scratch)."""
         x = np.ascontiguousarray(x)
         _, c, kh, kw = w.shape
-        if kh == kw == 1 and branch.stride == 1 and branch.pad == 0:
+        if _pointwise(w, branch):
             return x.reshape(-1, c)
         n, out_h, out_w = self._geometry(x, w, branch)
         col = workspace.scratch('col', (n * out_h * out_w, kh * kw * c), x.dtype)
@@ -364,7 +365,7 @@ class ConvolutionsNHWC(function_node.FunctionNode):
 
     def _grad_x(self, g, x, w, wm, branch: Branch) -> np.ndarray:
         _, c, kh, kw = w.shape
-        if kh == kw == 1 and branch.stride == 1 and branch.pad == 0:
+        if _pointwise(w, branch):
             gx = workspace.array(x.shape, g.dtype)
             np.matmul(g, wm, out=gx.reshape(g.shape[0], wm.shape[1]))
             return gx
@@ -400,6 +401,11 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 y = F.bias(y, b)
             ys.append(F.reshape(y, (n, out_h, out_w, o)))
         return (F.concat(ys, axis=3) if len(ys) > 1 else ys[0],)
+
+
+def _pointwise(w: np.ndarray, branch: Branch) -> bool:
+    """A 1x1 stride-1 convolution without padding: a GEMM on x's rows as they are."""
+    return w.shape[2] == w.shape[3] == 1 and branch.stride == 1 and branch.pad == 0
 
 
 def _shifted(x: np.ndarray, w: np.ndarray, branch: Branch) -> bool:

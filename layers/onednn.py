@@ -85,7 +85,7 @@ def _load():
         return None
     for name in RUNTIME_LIBRARIES:
         runtime.load_global(name)
-    runtime.limit_tbb(runtime.kernel_threads())
+    threads = runtime.limit_tbb(runtime.kernel_threads())
     found = ctypes.util.find_library('dnnl')
     candidates = [os.path.join(sys.prefix, 'lib', LIBRARY), LIBRARY, found]
     for candidate in filter(None, candidates):
@@ -93,7 +93,10 @@ def _load():
             lib = ctypes.CDLL(candidate)
         except OSError:
             continue
-        return _setup(lib)
+        state = _setup(lib)
+        if state is not None:
+            state['threads'] = threads
+        return state
     return None
 
 
@@ -141,9 +144,8 @@ def version() -> str | None:
 def threads() -> int | None:
     """The threads oneDNN's kernels run on (oneTBB's allowed parallelism, held to the
     kernels' thread count), or None where it does not run here (``library``)."""
-    if library() is None:
-        return None
-    return runtime.limit_tbb(runtime.kernel_threads())
+    state = library()
+    return None if state is None else state['threads']
 
 
 def available(dtype) -> bool:
