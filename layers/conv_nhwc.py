@@ -192,35 +192,34 @@ class ConvolutionsNHWC(function_node.FunctionNode):
         columns of the 2-D ``bypass``) by oneDNN; with ``norm``, conv(relu(x * scale +
         shift)), the normalized input written once.
 
-        A bypass is copied into the destination first and the kernel adds onto it (a sum
-        post-op): NumPy copies strided columns at memory speed but adds them 3 to 4 times
-        slower. A 1x1 branch writing columns of a wider output (a Fire module's expand)
-        runs as a matmul straight into them; oneDNN's convolutions write dense arrays only,
-        so any other such branch goes through a dense temporary, then copied (NumPy's
-        strided copies: 2.3x faster here than a Numba loop)."""
+        The kernel adds a bypass as it writes its result (a binary post-op reading the
+        bypass where it lies), where the destination is all of ``y`` or a 1x1 branch's
+        columns of it (a Fire module's expand, a matmul straight into them). oneDNN's
+        convolutions write dense arrays only (and read a binary post-op's operand dense
+        only), so any other branch of a wider output writes a dense temporary, then copied
+        into its columns with the bypass added (``kernels.copy_columns``, one pass)."""
         x = np.ascontiguousarray(x)
         if norm is not None:
             x = _normalized(x, *norm, out=workspace.scratch('onednn_x', x.shape, x.dtype))
         o, c = w.shape[:2]
         channels = y.shape[3]
         columns = y.reshape(-1, channels)[:, start : start + o]
-        accumulate = bypass is not None
+        added = None if bypass is None else bypass[:, start : start + o]
         w, bias = np.ascontiguousarray(w), np.ascontiguousarray(bias)
         if o < channels and _pointwise(w, branch):
-            if accumulate:
-                np.copyto(columns, bypass[:, start : start + o])
-            product = onednn.matmul(columns.shape[0], c, o, channels, accumulate)
-            product.run_forward(x.reshape(-1, c), w.reshape(o, c), bias, columns)
+            product = onednn.matmul(columns.shape[0], c, o, channels, added is not None)
+            product.run_forward(x.reshape(-1, c), w.reshape(o, c), bias, columns, added)
             return
+        whole = o == channels
         convolution = onednn.convolution(
-            x.shape, w.shape, branch.stride, branch.pad, True, accumulate
+            x.shape, w.shape, branch.stride, branch.pad, True, whole and added is not None
         )
-        out = y if o == channels else workspace.scratch('onednn_dense', y.shape[:3] + (o,), y.dtype)
-        if accumulate:
-            np.copyto(out.reshape(-1, o), bypass[:, start : start + o])
+        if whole:
+            convolution.run_forward(x, w, bias, y, added)
+            return
+        out = workspace.scratch('onednn_dense', y.shape[:3] + (o,), y.dtype)
         convolution.run_forward(x, w, bias, out)
-        if o < channels:
-            np.copyto(columns, out.reshape(-1, o))
+        _into_columns(columns, out.reshape(-1, o), added)
 
     def _forward_blocks(self, x, w, branch: Branch, out, start, bias, onto, norm) -> None:
         """The branch's columns of ``out`` (2-D, from ``start``) = conv(x) + bias (+ the
@@ -401,6 +400,21 @@ class ConvolutionsNHWC(function_node.FunctionNode):
                 y = F.bias(y, b)
             ys.append(F.reshape(y, (n, out_h, out_w, o)))
         return (F.concat(ys, axis=3) if len(ys) > 1 else ys[0],)
+
+
+PARALLEL_COPY = 1 << 20
+"""Values from which a dense result is copied into its columns by the parallel kernel
+(``kernels.copy_columns``); below it NumPy's one-thread copy is as fast (1 to 7 us less
+at one image's sizes, measured here). A bypass is always added by the kernel: NumPy's
+strided add is 2 to 3 times slower from 50 000 values on."""
+
+
+def _into_columns(columns: np.ndarray, dense: np.ndarray, added) -> None:
+    """columns = dense (+ added, a bypass's columns, when given)."""
+    if added is None and dense.size < PARALLEL_COPY:
+        np.copyto(columns, dense)
+        return
+    kernels.copy_columns(columns, dense, np.empty((0, 0), dense.dtype) if added is None else added)
 
 
 def _pointwise(w: np.ndarray, branch: Branch) -> bool:

@@ -49,6 +49,35 @@ def fill_rows_add(y, b, z):
             y[r, k] = z[r, k] + b[k]
 
 
+@_jit
+def copy_columns(y, a, z):
+    """y = a (+ z, when z has rows): a dense result into its columns of a wider output
+    (strided rows), a bypass added on the way. One parallel pass; NumPy's strided copy runs
+    on one thread and its strided add 3 to 4 times slower than the copy."""
+    rows, cols = a.shape
+    add = z.shape[0] > 0
+    for r in prange(rows):
+        if add:
+            for k in range(cols):
+                y[r, k] = a[r, k] + z[r, k]
+        else:
+            for k in range(cols):
+                y[r, k] = a[r, k]
+
+
+@_jit
+def nchw_to_nhwc(x, y):
+    """y[n, h, w, c] = x[n, c, h, w]: an image batch to channels-last memory, rows of y in
+    parallel (NumPy's transposing copy runs on one thread: 2.9 against 0.5 ms for 64
+    images of 3 x 128 x 128 here)."""
+    n_img, c, h, w = x.shape
+    for row in prange(n_img * h):
+        n, yy = row // h, row % h
+        for xx in range(w):
+            for k in range(c):
+                y[n, yy, xx, k] = x[n, k, yy, xx]
+
+
 # -- max pooling: first maximum in window order, argmax as a small window offset ------------
 
 

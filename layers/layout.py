@@ -75,7 +75,7 @@ class ChannelsLast(function_node.FunctionNode):
 
     def forward_cpu(self, inputs):
         (x,) = inputs
-        return (np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2),)
+        return (ops().nhwc_copy(x).transpose(0, 3, 1, 2),)
 
     def backward(self, indexes, grad_outputs):
         return grad_outputs

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 import chainer
 import chainer.links as L
+import numpy as np
 
+from layers import kernels, workspace
 from layers.bn_relu_nhwc import (
     bn_add_relu_nhwc,
     bn_nhwc,
@@ -50,6 +52,17 @@ def bn_relus(bns: Sequence[L.BatchNormalization], x, passthrough: bool = False) 
     a bypass also carries: the gradient sums Chainer would add afterwards cost nothing.
     """
     return bn_relus_nhwc(bns, x, passthrough)
+
+
+def nhwc_copy(x: np.ndarray) -> np.ndarray:
+    """An (N, C, H, W) array's values in a new C-contiguous (N, H, W, C) array: one
+    parallel pass for float32 and float64 (``kernels.nchw_to_nhwc``), NumPy's copy else."""
+    if x.dtype not in (np.float32, np.float64):
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    n, c, h, w = x.shape
+    y = workspace.array((n, h, w, c), x.dtype)
+    kernels.nchw_to_nhwc(x, y)
+    return y
 
 
 def supports(conv: L.Convolution2D) -> bool:

@@ -152,23 +152,43 @@ def test_a_normalized_input_in_test_mode(rng, monkeypatch, small):
 
 
 @needs_onednn
-@pytest.mark.parametrize('accumulate', [False, True])
-def test_a_matmul_writes_its_columns_of_a_wider_output(rng, accumulate):
-    """A Fire module's 1x1 expand: x @ W.T + b (+ what the columns held) straight into its
-    columns, by oneDNN's JIT GEMM (not the reference code); the other columns untouched."""
+@pytest.mark.parametrize('add', [False, True])
+def test_a_matmul_writes_its_columns_of_a_wider_output(rng, add):
+    """A Fire module's 1x1 expand: x @ W.T + b (+ the same columns of a bypass, read where
+    they lie) straight into its columns, by oneDNN's JIT GEMM (not the reference code);
+    the other columns untouched."""
     x = rng.normal(size=(50, 8)).astype(np.float32)
     w = rng.normal(size=(6, 8)).astype(np.float32)
     b = rng.normal(size=6).astype(np.float32)
     y = rng.normal(size=(50, 16)).astype(np.float32)
-    before = y.copy()
-    product = onednn.matmul(50, 8, 6, 16, accumulate)
+    z = rng.normal(size=(50, 16)).astype(np.float32)
+    before, z_before = y.copy(), z.copy()
+    product = onednn.matmul(50, 8, 6, 16, add)
     assert not product.implementations()['forward'].startswith('ref')
-    product.run_forward(x, w, b, y[:, 4:10])
-    expected = x.astype(np.float64) @ w.T + b + (before[:, 4:10] if accumulate else 0)
+    product.run_forward(x, w, b, y[:, 4:10], z[:, 4:10] if add else None)
+    expected = x.astype(np.float64) @ w.T + b + (z[:, 4:10] if add else 0)
     np.testing.assert_allclose(y[:, 4:10], expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(
         np.delete(y, range(4, 10), axis=1), np.delete(before, range(4, 10), axis=1)
     )
+    np.testing.assert_array_equal(z, z_before)
+
+
+@needs_onednn
+def test_a_convolution_adds_a_bypass_as_it_writes(rng):
+    """A convolution whose output is all of y adds the bypass inside the kernel (a binary
+    post-op on its dense array), with oneDNN's JIT kernel, not the reference code."""
+    x = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
+    w = rng.normal(size=(5, 4, 3, 3)).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    z = rng.normal(size=(2, 6, 6, 5)).astype(np.float32)
+    conv = onednn.convolution(x.shape, w.shape, 1, 1, True, True)
+    assert not conv.implementations()['forward'].startswith('ref')
+    y = np.empty(conv.y_shape, np.float32)
+    conv.run_forward(x, w, b, y, z)
+    with chainer.no_backprop_mode():
+        expected = convolutions_nhwc([Branch(1, 1)], [x, w, b]).array + z
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
 @needs_onednn
