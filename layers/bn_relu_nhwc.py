@@ -227,10 +227,10 @@ def _affine(gammas, betas, mean, inv_std) -> tuple:
 def inference_affine(bn: chainer.links.BatchNormalization, dtype) -> tuple:
     """(scale, shift) of ``bn`` in test mode (its running statistics), in ``dtype``: the
     numbers ``BNReLUNHWC`` normalizes with, for a convolution that applies them itself."""
-    inv_std = 1.0 / np.sqrt(np.asarray(bn.avg_var, np.float64) + np.float64(bn.eps))
-    mean = np.asarray(bn.avg_mean, np.float64)
-    scale, shift = _affine(bn.gamma.array, bn.beta.array, mean, inv_std)
-    return scale.astype(dtype), shift.astype(dtype)
+    gamma, beta = bn.gamma.array, bn.beta.array
+    scale, shift = np.empty(gamma.shape, dtype), np.empty(gamma.shape, dtype)
+    kernels.inference_affine(gamma, beta, bn.avg_mean, bn.avg_var, float(bn.eps), scale, shift)
+    return scale, shift
 
 
 def bn_relus_nhwc(bns, x: chainer.Variable, passthrough: bool = False, relu: bool = True) -> tuple:

@@ -78,6 +78,19 @@ def nchw_to_nhwc(x, y):
                 y[n, yy, xx, k] = x[n, k, yy, xx]
 
 
+@_jit
+def oihw_to_hwio(w, out):
+    """out[i, j, c, o] = w[o, c, i, j]: Chainer's convolution weights in the order oneDNN's
+    forward kernels read (rows of out in parallel: 75 -> 34 us for 256 x 64 x 3 x 3 here,
+    against NumPy's transposing copy)."""
+    o_n, c_n, kh, kw = w.shape
+    for row in prange(kh * kw * c_n):
+        i, rest = row // (kw * c_n), row % (kw * c_n)
+        j, c = rest // c_n, rest % c_n
+        for o in range(o_n):
+            out[i, j, c, o] = w[o, c, i, j]
+
+
 # -- max pooling: first maximum in window order, argmax as a small window offset ------------
 
 
@@ -167,6 +180,19 @@ def moments(x):
     mean = s1.sum(axis=0) / rows
     var = s2.sum(axis=0) / rows - mean * mean
     return mean, np.maximum(var, 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def inference_affine(gamma, beta, mean, var, eps, scale, shift):
+    """scale = gamma / sqrt(var + eps), shift = beta - mean * scale: a batch normalization
+    in test mode as an affine map, computed in float64 exactly as ``BNReLUNHWC`` computes it
+    (1 / sqrt first), stored in scale's and shift's dtype. One call: NumPy's ten small
+    operations took 5 us a normalization, a tenth of a one-image Fire module's time."""
+    for k in range(gamma.shape[0]):
+        inv_std = 1.0 / np.sqrt(np.float64(var[k]) + eps)
+        a = np.float64(gamma[k]) * inv_std
+        scale[k] = a
+        shift[k] = np.float64(beta[k]) - np.float64(mean[k]) * a
 
 
 @_jit

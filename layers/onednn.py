@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from layers import runtime, workspace
+from layers import kernels, runtime, workspace
 
 LIBRARY = 'libdnnl.so.3'
 RUNTIME_LIBRARIES = ('libintlc.so.5', 'libimf.so')  # the intel-cmplr-lib-rt wheel's
@@ -462,8 +462,14 @@ def matmul(rows, c, o, ldy, add=False):
 
 
 def hwio(w: np.ndarray) -> np.ndarray:
-    """Chainer's (O, C, kh, kw) weights as a C-contiguous (kh, kw, C, O) array."""
-    return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    """Chainer's (O, C, kh, kw) weights as a C-contiguous (kh, kw, C, O) array (float32: a
+    parallel kernel, ``kernels.oihw_to_hwio``)."""
+    if w.dtype != np.float32:
+        return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    o, c, kh, kw = w.shape
+    out = np.empty((kh, kw, c, o), np.float32)
+    kernels.oihw_to_hwio(w, out)
+    return out
 
 
 CACHED = 256

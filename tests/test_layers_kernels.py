@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import layers
-from layers import conv_nhwc, kernels, nhwc
+from layers import bn_relu_nhwc, conv_nhwc, kernels, nhwc
 
 
 @pytest.mark.parametrize('add', [False, True])
@@ -59,3 +59,19 @@ def test_large_dense_results_take_the_parallel_copy(rng, monkeypatch):
     np.testing.assert_array_equal(small, large)
     np.testing.assert_allclose(large.transpose(0, 3, 1, 2), expected, rtol=1e-5, atol=1e-5)
     assert calls == [1] or not conv_nhwc.onednn.available(np.float32)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_inference_affine_is_the_batch_normalizations_own_arithmetic(rng, dtype):
+    """The (scale, shift) a convolution normalizes its input with at inference are, bit for
+    bit, the ones the batch-normalization node computes in test mode (float64, 1 / sqrt)."""
+    bn = L.BatchNormalization(37, eps=1e-4, dtype=dtype)
+    for array in (bn.gamma.array, bn.beta.array, bn.avg_mean):
+        array[...] = rng.normal(size=37)
+    bn.avg_var[...] = rng.uniform(0.0, 3.0, 37)
+    scale, shift = bn_relu_nhwc.inference_affine(bn, dtype)
+    inv_std = 1.0 / np.sqrt(np.asarray(bn.avg_var, np.float64) + np.float64(bn.eps))
+    expected = bn.gamma.array * inv_std
+    assert scale.dtype == shift.dtype == dtype
+    np.testing.assert_array_equal(scale, expected.astype(dtype))
+    np.testing.assert_array_equal(shift, (bn.beta.array - bn.avg_mean * expected).astype(dtype))
