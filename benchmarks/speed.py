@@ -46,6 +46,7 @@ import numpy as np
 from chainer import iterators
 from chainer.datasets import TransformDataset, TupleDataset
 
+from inference import ChainerForward
 from trainer import registry, validators
 from trainer.devices import DeviceError, get_device
 from trainer.environment import cpu_name, cupy_version, git_commit
@@ -350,24 +351,21 @@ def bench_latency(
     fast: bool = True,
     arch: str = registry.DEFAULT_ARCH,
 ) -> dict:
-    """Milliseconds of one test-mode forward pass without a graph (what ``predict`` and
-    ``serve`` run), per batch size: the median of ``repeat`` passes after two untimed."""
-    model = build_model(arch, fast)
-    model.to_device(device)
+    """Milliseconds of one forward pass as ``predict`` and ``serve`` run it
+    (``inference.ChainerForward``: test mode, no graph, the weights held still, logits back
+    as NumPy), per batch size: the median of ``repeat`` passes after two untimed."""
+    forward = ChainerForward(build_model(arch, fast), device)
     out = {}
-    with chainer.using_config('train', False), chainer.no_backprop_mode():
-        for n in batches:
-            x = device.send(_images(n, size, seed=2)[0])
-            for _ in range(2):
-                model(x)
-            times = []
-            for _ in range(repeat):
-                synchronize(device)
-                start = time.perf_counter()
-                model(x)
-                synchronize(device)
-                times.append(1000 * (time.perf_counter() - start))
-            out[str(n)] = summarize(times)
+    for n in batches:
+        x = _images(n, size, seed=2)[0]
+        for _ in range(2):
+            forward(x)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            forward(x)
+            times.append(1000 * (time.perf_counter() - start))
+        out[str(n)] = summarize(times)
     return out
 
 

@@ -17,6 +17,7 @@ import chainer
 import numpy as np
 from PIL import Image
 
+import layers
 from trainer.errors import ImageError
 from trainer.images import open_image, to_cifar
 from trainer.transforms import make_transforms
@@ -64,6 +65,10 @@ class ChainerForward:
     """A Chainer link as a forward function: a numpy batch in, numpy logits out.
 
     Runs in test mode without a graph, under a lock (Chainer links are not thread-safe).
+    The parameters are taken to hold still (``layers.FrozenWeights``): what the CPU fast
+    path derives from them (oneDNN's weight layout, batch normalizations' scale and shift)
+    is computed on the first call and kept. After writing the model's parameters in place
+    (``load_npz`` into it, an optimizer step), call ``refresh``.
 
     Args:
         model: a link mapping (N, 3, H, W) float32 images to (N, n_classes) logits.
@@ -75,12 +80,19 @@ class ChainerForward:
         self.device = device or chainer.get_device('@numpy')
         self.model.to_device(self.device)
         self._lock = threading.Lock()
+        self._frozen = layers.FrozenWeights()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = self.device.send(x)
         with self._lock, chainer.using_config('train', False), chainer.no_backprop_mode():
-            logits = self.model(x).array
+            with self._frozen.active():
+                logits = self.model(x).array
         return chainer.backend.CpuDevice().send(logits)
+
+    def refresh(self) -> None:
+        """Forget what was derived from the parameters (after they were written in place)."""
+        with self._lock:
+            self._frozen.clear()
 
 
 class Predictor:

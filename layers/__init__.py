@@ -14,6 +14,7 @@ import chainer_compat  # noqa: F401  (first: lets Chainer import on current stac
 
 # isort: split
 from layers.bn_relu_conv import BNReLUConv, ConvBN, ConvBNReLU
+from layers.frozen import FrozenWeights
 from layers.functions import (
     average_pooling_2d,
     concat,
@@ -31,6 +32,7 @@ __all__ = [
     'ConvBN',
     'ConvBNReLU',
     'Convolution2D',
+    'FrozenWeights',
     'INITIALIZERS',
     'ReferenceOrthonormal',
     'average_pooling_2d',

@@ -17,7 +17,7 @@ import chainer
 import chainer.links as L
 import numpy as np
 
-from layers import kernels, workspace
+from layers import frozen, kernels, workspace
 from layers.bn_relu_nhwc import (
     bn_add_relu_nhwc,
     bn_nhwc,
@@ -127,8 +127,15 @@ def bn_relu_convolutions(units: Sequence, x, bypass=None) -> chainer.Variable:
         branch = _branch(unit.conv)
         branches.append(branch)
         args += [x, unit.conv.W] + ([unit.conv.b] if branch.bias else [])
-        normalize.append(inference_affine(unit.bn, dtype))
+        normalize.append(_affine(unit.bn, dtype))
     return convolutions_nhwc(branches, args, bypass, normalize)
+
+
+def _affine(bn: L.BatchNormalization, dtype) -> tuple:
+    """``inference_affine(bn, dtype)``, kept between calls where the weights hold still
+    (``layers.frozen``)."""
+    arrays = (bn.gamma.array, bn.beta.array, bn.avg_mean, bn.avg_var)
+    return frozen.derived(('affine', dtype, bn.eps), arrays, lambda: inference_affine(bn, dtype))
 
 
 def max_pooling(x, ksize: int, stride: int, pad: int) -> chainer.Variable:

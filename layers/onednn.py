@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from layers import kernels, runtime, workspace
+from layers import frozen, kernels, runtime, workspace
 
 LIBRARY = 'libdnnl.so.3'
 RUNTIME_LIBRARIES = ('libintlc.so.5', 'libimf.so')  # the intel-cmplr-lib-rt wheel's
@@ -368,7 +368,8 @@ class Convolution(_Primitives):
     def run_forward(self, x: np.ndarray, w: np.ndarray, b, y: np.ndarray, z=None) -> None:
         """y = conv(x, w) + b (+ z, where this geometry adds: an array laid out as y);
         x, y and z C-contiguous, w in Chainer's (O, C, kh, kw)."""
-        args = [(_SRC, self.src, x), (_WEIGHTS, self.weights, hwio(w)), (_DST, self.dst, y)]
+        weights = frozen.derived('hwio', (w,), lambda: hwio(w))  # kept where weights hold still
+        args = [(_SRC, self.src, x), (_WEIGHTS, self.weights, weights), (_DST, self.dst, y)]
         if self.b_md is not None:
             args.append((_BIAS, self.b_md, b))
         if self.addend is not None:

@@ -40,10 +40,12 @@ def test_the_library_loads_where_the_requirements_install_it():
         ((2, 64, 64, 3), (96, 3, 7, 7), 2, 2),  # SqueezeNet's conv1
     ],
 )
-def test_the_kernels_are_oneDNNs_fast_ones(x_shape, w_shape, stride, pad):
+@pytest.mark.parametrize('add', [False, True])
+def test_the_kernels_are_oneDNNs_fast_ones(x_shape, w_shape, stride, pad, add):
     """NHWC data and HWIO weights get the JIT kernels, not the reference code or GEMM-based
-    ones (which made training 1.2 to 2.3x slower when the backward read HWIO weights)."""
-    names = onednn.convolution(x_shape, w_shape, stride, pad, True).implementations()
+    ones (which made training 1.2 to 2.3x slower when the backward read HWIO weights), with
+    a bypass added by the kernel too."""
+    names = onednn.convolution(x_shape, w_shape, stride, pad, True, add).implementations()
     assert set(names) == {'forward', 'backward_data', 'backward_weights'}
     assert not any(name.startswith('ref') or 'gemm' in name for name in names.values()), names
 
