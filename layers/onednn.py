@@ -12,8 +12,9 @@ with ``LAYERS_ONEDNN=0``, or in a child forked after the library started, the im
 runs: same results within float32 rounding.
 
 Activations stay NHWC and weights in Chainer's (O, C, kh, kw) layout: each call hands
-oneDNN a (kh, kw, C, O) copy (NumPy, microseconds; training changes them every step) and
-turns its weight gradient back. oneDNN's convolutions need dense NHWC arrays: a branch
+oneDNN a (kh, kw, C, O) copy (``hwio``, microseconds; training changes them every step;
+kept between calls where the weights hold still, ``layers.frozen``) and turns its weight
+gradient back. oneDNN's convolutions need dense NHWC arrays: a branch
 writing into a column slice of a wider output (a Fire module's expands) runs as a matmul
 straight into it where it is 1x1 (``Matmul``), else through a dense temporary
 (``ConvolutionsNHWC``).
@@ -288,7 +289,7 @@ class Convolution(_Primitives):
     """One convolution geometry's oneDNN primitives (forward, backward data and weights),
     created once and reused: dense NHWC source and destination, float32.
 
-    The forward reads the weights in HWIO order (``hwio``, a NumPy copy): its brgconv
+    The forward reads the weights in HWIO order (``hwio``, a compiled copy): its brgconv
     kernels do so as fast as from their own blocked layout (0.89 to 1.66x, measured), and
     no reorder call wakes oneDNN's threads. The backward kernels get the layout they ask
     for (reordered there, and the weight gradient back): with HWIO oneDNN falls back to
@@ -463,12 +464,10 @@ def matmul(rows, c, o, ldy, add=False):
 
 
 def hwio(w: np.ndarray) -> np.ndarray:
-    """Chainer's (O, C, kh, kw) weights as a C-contiguous (kh, kw, C, O) array (float32: a
-    parallel kernel, ``kernels.oihw_to_hwio``)."""
-    if w.dtype != np.float32:
-        return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    """Chainer's (O, C, kh, kw) weights as a C-contiguous (kh, kw, C, O) array (a parallel
+    kernel, ``kernels.oihw_to_hwio``)."""
     o, c, kh, kw = w.shape
-    out = np.empty((kh, kw, c, o), np.float32)
+    out = np.empty((kh, kw, c, o), w.dtype)
     kernels.oihw_to_hwio(w, out)
     return out
 
